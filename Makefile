@@ -1,0 +1,51 @@
+# effkit: make book · make test · make lab
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.effkit-installed
+# The tested CPU build of torch; installed only when the venv has no torch of its own.
+TORCH_SPEC ?= torch==2.13.0
+# A system Python that already has torch (say a CUDA build) is reused: the venv sees it.
+SYSTEM_TORCH := $(shell $(PYTHON) -c "import torch" >/dev/null 2>&1 && echo yes)
+VENV_FLAGS := $(if $(SYSTEM_TORCH),--system-site-packages,)
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+NB_BUILD := build/nb
+PYTEST_ARGS ?=
+
+.PHONY: install test book lab exercises notebooks clean gpu-check
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(PY) -c "import torch" >/dev/null 2>&1 || $(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -m pip install -e ".[dev]"
+	$(PY) -c "import torch, effkit; print('effkit installed with torch', torch.__version__)"
+	touch $(STAMP)
+
+exercises: install
+	$(PY) -m effkit.assignments solutions exercises
+
+notebooks: install
+	$(PY) -m effkit.notebooks $(NB_BUILD) book solutions exercises
+
+# Unit tests, then every chapter (fast profile) and every solution through nbmake,
+# then every exercise must stop at its first check. Exit code 5 (nothing collected) is a failure.
+test: notebooks
+	EFFKIT_PROFILE=fast $(PY) -m pytest tests $(NB_BUILD)/book $(NB_BUILD)/solutions \
+	  --nbmake --nbmake-timeout=1200 --durations=15 $(PYTEST_ARGS); \
+	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as failure"; fi; exit $$rc
+
+book: install
+	EFFKIT_PROFILE=$${EFFKIT_PROFILE:-full} $(PY) -m jupyter_book build book
+	@echo
+	@echo "Book built. Open: file://$(CURDIR)/book/_build/html/index.html"
+
+lab: install
+	$(PY) -m jupyter lab $(ROOT_FLAG) --notebook-dir=$(CURDIR)
+
+gpu-check: install
+	$(PY) -m pytest tests -m gpu -v
+
+clean:
+	rm -rf build book/_build

@@ -1,0 +1,29 @@
+"""effkit: the helper package of the efficient fine-tuning kit.
+
+``import effkit as ek`` gives every chapter the same tools: ``ek.data``, ``ek.models``,
+``ek.grad``, ``ek.results``, ``ek.check`` ... and ``ek.show(obj)`` to read their source.
+"""
+import importlib
+import os
+
+# No model hub at run time: the packaged MiniLM and cached data are all effkit needs.
+if os.environ.get("EFFKIT_ALLOW_DOWNLOAD", "0") != "1":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from .config import device, pick, profile, seed_everything  # noqa: E402
+from .show import show  # noqa: E402
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {"assignments", "cache", "check", "config", "data", "dist", "envcheck", "files",
+               "grad", "lora", "measure", "models", "plots", "prune", "quant", "results",
+               "sources", "train", "widgets"}
+
+
+def __getattr__(name):
+    # Submodules load on first use so `import effkit` stays quick.
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'effkit' has no attribute {name!r}")
