@@ -4,6 +4,7 @@
 ``ek.grad``, ``ek.results``, ``ek.check`` ... and ``ek.show(obj)`` to read their source.
 """
 import importlib
+import logging
 import os
 
 # No model hub at run time: the packaged MiniLM and cached data are all effkit needs.
@@ -11,6 +12,11 @@ if os.environ.get("EFFKIT_ALLOW_DOWNLOAD", "0") != "1":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# torchao (imported by transformers) warns that its CUDA-only kernels do not load on a CPU machine,
+# and torch warns about a deprecation inside torchao. Neither affects effkit; keep chapters readable.
+for _noisy in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
 
 from .config import device, pick, profile, seed_everything  # noqa: E402
 from .show import show  # noqa: E402

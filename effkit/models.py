@@ -7,6 +7,7 @@ folder works too; hub ids are only looked up when ``EFFKIT_ALLOW_DOWNLOAD=1``.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 TASKS = ("sequence", "token", "base")
@@ -59,8 +60,9 @@ def load_encoder(task: str = "sequence", num_labels: int = 2, name: str | None =
     cls = {"sequence": AutoModelForSequenceClassification,
            "token": AutoModelForTokenClassification, "base": AutoModel}[task]
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
-        model = cls.from_pretrained(source, **kwargs)
+        with _quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
+            model = cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as err:
         raise ModelNotFoundError(
             f"Could not load model {name!r} offline. Pass None for the packaged MiniLM, a local "
@@ -69,3 +71,18 @@ def load_encoder(task: str = "sequence", num_labels: int = 2, name: str | None =
             f"  transformers said: {str(err).splitlines()[0][:300]}"
         ) from err
     return model, tokenizer
+
+
+@contextmanager
+def _quiet_transformers():
+    """Hide transformers' load report: a fresh head is *meant* to be missing from the checkpoint."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
