@@ -4,6 +4,7 @@
 ``ek.grad``, ``ek.results``, ``ek.check`` ... and ``ek.show(obj)`` to read their source.
 """
 import importlib
+import importlib.util
 import logging
 import os
 
@@ -23,13 +24,9 @@ from .show import show  # noqa: E402
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"assignments", "cache", "check", "config", "data", "dist", "envcheck", "files",
-               "grad", "lora", "measure", "models", "plots", "prune", "quant", "results",
-               "sources", "train", "widgets"}
-
 
 def __getattr__(name):
-    # Submodules load on first use so `import effkit` stays quick.
-    if name in _SUBMODULES:
+    # Submodules (ek.data, ek.train, ...) load on first use so `import effkit` stays quick.
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'effkit' has no attribute {name!r}")
