@@ -2,7 +2,8 @@
 
 Chapters call ``record("02", "test_accuracy", 0.83, "fraction")``; summary tables, the capstone
 and the tests read them back with ``load("02")``. Each figure keeps the profile and device it
-came from, so a fast-profile number is never mistaken for a full-profile one.
+came from, and each profile has its own folder (``<results>/fast``, ``<results>/full``), so a
+fast-profile number is never mistaken for, or written over, a full-profile one.
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from .files import atomic_write_json
 
 
 def _chapter_file(chapter: str | int) -> Path:
+    # One folder per profile, so a quick fast-profile test run never overwrites the book's numbers.
     key = f"{int(chapter):02d}" if str(chapter).isdigit() else str(chapter)
-    return results_dir() / f"ch{key}.json"
+    return results_dir() / profile() / f"ch{key}.json"
 
 
 def record(chapter: str | int, name: str, value, unit: str) -> dict:

@@ -47,6 +47,8 @@ def test_results_roundtrip(tmp_path, monkeypatch):
         results.value("01", "nope")
     with pytest.raises(TypeError, match="number"):
         results.record("01", "x", "high", "")
+    monkeypatch.setenv("EFFKIT_PROFILE", "full")
+    assert results.load("01") == {}, "a full-profile reader must not see fast-profile figures"
 
 
 def test_load_encoder_default_minilm():
