@@ -37,7 +37,8 @@ test: notebooks
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as failure"; fi; exit $$rc
 
 book: install
-	EFFKIT_PROFILE=$${EFFKIT_PROFILE:-full} $(PY) -m jupyter_book build book
+	$(PY) -m effkit.notebooks --mathjax book/_static/mathjax
+	EFFKIT_PROFILE=$${EFFKIT_PROFILE:-full} $(VENV)/bin/jupyter-book build book
 	@echo
 	@echo "Book built. Open: file://$(CURDIR)/book/_build/html/index.html"
 

@@ -29,7 +29,26 @@ def convert(out_dir: str | Path, folders: list[str]) -> list[Path]:
     return written
 
 
+def copy_mathjax(dest: str | Path) -> Path:
+    """Copy MathJax (from the jupyter-server-mathjax package) next to the book's static files.
+
+    Sphinx would otherwise load MathJax from a CDN, and the book must render math offline.
+    """
+    import shutil
+
+    import jupyter_server_mathjax
+
+    src = Path(jupyter_server_mathjax.__file__).parent / "static"
+    dest = Path(dest)
+    if not (dest / "MathJax.js").exists():
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+    return dest
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--mathjax":
+        print("MathJax copied to", copy_mathjax(sys.argv[2]))
+        sys.exit(0)
     out, *folders = sys.argv[1:]
     paths = convert(out, folders)
     print(f"converted {len(paths)} notebooks into {out}")
