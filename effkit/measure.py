@@ -258,7 +258,9 @@ def memory_breakdown(model: nn.Module, optimizer: torch.optim.Optimizer, batch,
       activations      every other tensor saved for backward during the forward pass, seen
                        through ``torch.autograd.graph.saved_tensors_hooks``: each storage
                        counted once, parameters left out (they are in ``weights``).
-    Saved tensors are found the same way on every device, so CPU and GPU give the same counts.
+    Saved tensors are found the same way on every device, from autograd rather than from the
+    allocator, so CPU and GPU numbers mean the same thing; they differ only where a device runs
+    other kernels (a fused attention kernel on a GPU saves no attention map).
     ``total`` is the sum: the memory a training step needs beyond temporaries that live inside
     one operation.
 
@@ -422,6 +424,7 @@ def compare_step_times(fns: dict, warmup: int = 2, repeats: int = 5) -> dict[str
     return {name: _summary(values) for name, values in times.items()}
 
 
+# ---------------------------------------------------------------- a batch of a fixed shape
 def fixed_length_batch(split, tokenizer, length: int, batch_size: int, seed: int = 0) -> dict:
     """``batch_size`` real examples of a sentence split, padded (or cut) to exactly ``length`` tokens.
 

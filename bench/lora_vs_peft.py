@@ -1,0 +1,115 @@
+"""effkit's LoRA against Hugging Face peft's, on the same model, data, seed and steps.
+
+Both wrap MiniLM's query and value projections (r=8, alpha=16) and train the classifier head.
+peft's A matrices are overwritten with effkit's, so both start from identical weights; both are
+trained by the same ``effkit.train.fit`` with the same config and batch order. The bench reports
+
+- trainable parameters of each (they must be equal);
+- step time (forward + backward + AdamW step on one real batch): median of ``--repeats`` steps
+  after ``--warmup``, the two models taking turns so machine load hits both alike; the ratio
+  effkit / peft;
+- dev and test accuracy after ``--steps`` optimizer steps;
+- the saved adapter size of each next to the full model checkpoint.
+
+Usage (from the repository root)::
+
+    EFFKIT_PROFILE=fast .venv/bin/python bench/lora_vs_peft.py            # ~2 min on 2 cores
+    EFFKIT_PROFILE=full .venv/bin/python bench/lora_vs_peft.py --steps 400
+
+The JSON result goes to ``--out`` (default ``<EFFKIT_RESULTS>/bench_lora_vs_peft_<profile>.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import effkit as ek
+from effkit import baselines, lora, measure, peft_methods  # noqa: F401
+from effkit.files import atomic_write_json
+from effkit.train import evaluate, fit
+
+TARGETS, R, ALPHA = ("query", "value"), 8, 16
+
+
+def build_pair(base):
+    """(effkit model, peft model), starting from the same weights."""
+    ours = peft_methods.apply_method(copy.deepcopy(base), "lora", r=R, alpha=ALPHA, targets=TARGETS)
+    theirs = peft_methods.apply_method(copy.deepcopy(base), "peft-lora", r=R, alpha=ALPHA,
+                                       targets=TARGETS)
+    modules = dict(theirs.named_modules())
+    with torch.no_grad():  # B is zero in both; make A equal too
+        for name, layer in lora.lora_layers(ours).items():
+            modules[f"base_model.model.{name}"].lora_A["default"].weight.copy_(layer.A)
+    return ours, theirs
+
+
+def saved_sizes(base, ours, theirs) -> dict:
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ours_path = lora.save_lora(ours, tmp / "effkit_lora.safetensors")
+        theirs.save_pretrained(tmp / "peft")
+        save_file({k: v.contiguous() for k, v in base.state_dict().items()}, str(tmp / "full.safetensors"))
+        return {"effkit_adapter": ours_path.stat().st_size,
+                "peft_adapter": (tmp / "peft" / "adapter_model.safetensors").stat().st_size,
+                "full_checkpoint": (tmp / "full.safetensors").stat().st_size}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=ek.pick(fast=30, full=400),
+                        help="optimizer steps of the training run")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
+    parser.add_argument("--repeats", type=int, default=ek.pick(fast=10, full=30), help="timed steps")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the JSON result")
+    args = parser.parse_args(argv)
+
+    config = peft_methods.default_config(args.steps)
+    ek.seed_everything(config.seed)
+    labels = ek.data.SENTIMENT_LABELS
+    base, tokenizer = ek.models.load_encoder("sequence", len(labels), label_names=labels)
+    base.to(ek.device())
+    loaders = baselines.sentiment_loaders(tokenizer, config)
+    ours, theirs = build_pair(base)
+    result = {"profile": ek.profile(), "device": str(ek.device()), "torch": torch.__version__,
+              "targets": list(TARGETS), "r": R, "alpha": ALPHA, "train_config": config.to_dict(),
+              "trainable": {"effkit": measure.count_parameters(ours, True),
+                            "peft": measure.count_parameters(theirs, True)}}
+    print("effkit:", measure.trainable_summary(ours))
+    print("peft:  ", measure.trainable_summary(theirs))
+
+    batch = next(iter(loaders["train"]))
+    times = peft_methods.interleaved_step_times({"effkit": ours, "peft": theirs}, batch, config,
+                                                args.warmup, args.repeats)
+    result["step_seconds"] = {n: {"median": t["median"], "iqr": t["iqr"]} for n, t in times.items()}
+    result["step_time_ratio"] = times["effkit"]["median"] / times["peft"]["median"]
+    print(f"step time: effkit {times['effkit']['median']:.3f} s, peft {times['peft']['median']:.3f} s, "
+          f"ratio {result['step_time_ratio']:.3f}")
+
+    for name, model in (("effkit", ours), ("peft", theirs)):
+        start = time.perf_counter()
+        history = fit(model, loaders["train"], loaders["dev"], config, progress=False)
+        result[name] = {"train_seconds": time.perf_counter() - start, "best_step": history.best_step,
+                        "dev_accuracy": evaluate(model, loaders["dev"])["accuracy"],
+                        "test_accuracy": evaluate(model, loaders["test"])["accuracy"]}
+        print(f"{name}: dev {result[name]['dev_accuracy']:.4f}  test {result[name]['test_accuracy']:.4f}"
+              f"  ({result[name]['train_seconds']:.0f} s)")
+    result["test_accuracy_gap_points"] = 100 * (result["effkit"]["test_accuracy"]
+                                                - result["peft"]["test_accuracy"])
+    result["bytes"] = saved_sizes(base, ours, theirs)
+    print("saved bytes:", result["bytes"])
+
+    out = args.out or ek.config.results_dir() / f"bench_lora_vs_peft_{ek.profile()}.json"
+    atomic_write_json(out, result)
+    print("wrote", out)
+    return result
+
+
+if __name__ == "__main__":
+    main()
