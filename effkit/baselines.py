@@ -25,12 +25,12 @@ def default_config(task: str):
     from .train import TrainConfig
 
     if task == "sequence":
-        return pick(fast=TrainConfig(lr=1e-4, epochs=1, batch_size=16, max_length=48, max_steps=30,
+        return pick(fast=TrainConfig(lr=1e-4, epochs=1, batch_size=16, max_length=48, max_steps=20,
                                      eval_every=10, patience=3),
                     full=TrainConfig(lr=5e-5, epochs=2, batch_size=32, max_length=64, eval_every=80,
                                      patience=3))
     if task == "token":
-        return pick(fast=TrainConfig(lr=1e-4, epochs=3, batch_size=16, max_length=128, max_steps=45,
+        return pick(fast=TrainConfig(lr=1e-4, epochs=3, batch_size=16, max_length=128, max_steps=30,
                                      eval_every=15, patience=3),
                     full=TrainConfig(lr=1e-4, epochs=8, batch_size=16, max_length=128, patience=3))
     raise ValueError(f"task must be 'sequence' or 'token', got {task!r}")

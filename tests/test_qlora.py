@@ -81,7 +81,7 @@ def test_qlora_trains_adapters_and_leaves_the_base_alone(encoder, batch):
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
     model.train()
     losses = []
-    for _ in range(4):
+    for _ in range(3):
         loss = model(**batch).loss
         loss.backward()
         optimizer.step()
@@ -89,7 +89,7 @@ def test_qlora_trains_adapters_and_leaves_the_base_alone(encoder, batch):
         losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
     assert all(torch.equal(frozen[n], b) for n, b in model.named_buffers())
-    b_norm = sum(float(m.B.norm()) for m in model.modules() if isinstance(m, qlora.QLoRALinear))
+    b_norm = sum(float(m.B.detach().norm()) for m in model.modules() if isinstance(m, qlora.QLoRALinear))
     assert b_norm > 0, "B must move away from zero"
 
 
