@@ -37,7 +37,7 @@ test: notebooks
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as failure"; fi; exit $$rc
 
 book: install
-	$(PY) -m effkit.notebooks --mathjax book/_static/mathjax
+	$(PY) -m effkit.notebooks --mathjax book/_mathjax/mathjax
 	EFFKIT_PROFILE=$${EFFKIT_PROFILE:-full} $(VENV)/bin/jupyter-book build book
 	@echo
 	@echo "Book built. Open: file://$(CURDIR)/book/_build/html/index.html"
