@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .quant import (QuantizedTensor, check_float_tensor, dequantize, pack_bits, quantize,
-                    unpack_bits)
+from .quant import (QuantizedTensor, StoredTensors, check_float_tensor, dequantize, pack_bits,
+                    quantize, unpack_bits)
 
 NF4_BITS = 4
 ABSMAX_BLOCKSIZE = 256          # QLoRA's block size for the second quantization
@@ -56,7 +56,7 @@ def nearest_level(scaled: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class NF4Tensor:
+class NF4Tensor(StoredTensors):
     """A weight stored as packed NF4 codes plus its block constants.
 
     codes: uint8, two 4-bit codes per byte (first code in the high nibble).
@@ -76,29 +76,12 @@ class NF4Tensor:
     tensor_fields = ("codes", "absmax", "absmax_codes", "absmax_scale", "absmax_offset")
 
     @property
-    def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-    @property
     def n_blocks(self) -> int:
         return self.numel // self.blocksize
 
     @property
     def double_quant(self) -> bool:
         return self.absmax is None
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {k: getattr(self, k) for k in self.tensor_fields if getattr(self, k) is not None}
-
-    def stored_bytes(self) -> int:
-        """Bytes of the packed codes and all block constants, measured from the tensors."""
-        return sum(t.numel() * t.element_size() for t in self.tensors().values())
-
-    def bits_per_parameter(self) -> float:
-        return 8 * self.stored_bytes() / self.numel
 
     def constant_bits_per_parameter(self) -> float:
         """Bits per weight spent on block constants (0.5 for fp32 absmax at blocksize 64)."""

@@ -174,8 +174,35 @@ def _msb_first(bits: int, device) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- the quantized tensor
+class StoredTensors:
+    """What every quantized format shares: its bytes are measured from the tensors it holds.
+
+    Subclasses name the tensor attributes in ``tensor_fields`` and keep the original ``shape``.
+    """
+    tensor_fields: tuple = ()
+    shape: tuple
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The tensors that hold the data (what is stored, moved between devices, saved)."""
+        return {k: getattr(self, k) for k in self.tensor_fields if getattr(self, k) is not None}
+
+    def stored_bytes(self) -> int:
+        """Bytes of codes and constants, measured from the tensors themselves."""
+        return sum(t.numel() * t.element_size() for t in self.tensors().values())
+
+    def bits_per_parameter(self) -> float:
+        return 8 * self.stored_bytes() / self.numel
+
+
 @dataclass
-class QuantizedTensor:
+class QuantizedTensor(StoredTensors):
     """A weight stored as packed integer codes plus one scale (and zero point) per row of its view.
 
     codes: int8 (8-bit symmetric), uint8 (8-bit asymmetric) or packed uint8 bytes (fewer bits).
@@ -193,24 +220,6 @@ class QuantizedTensor:
     dtype: torch.dtype
 
     tensor_fields = ("codes", "scale", "zero_point")
-
-    @property
-    def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """The tensors that hold the data (what is stored, moved between devices, saved)."""
-        return {k: getattr(self, k) for k in self.tensor_fields if getattr(self, k) is not None}
-
-    def stored_bytes(self) -> int:
-        """Bytes of codes + scales + zero points, measured from the tensors themselves."""
-        return sum(t.numel() * t.element_size() for t in self.tensors().values())
-
-    def bits_per_parameter(self) -> float:
-        return 8 * self.stored_bytes() / self.numel
 
     def int_codes(self) -> torch.Tensor:
         """The unpacked integer codes, int32, shape ``(R, C)`` of the row view."""

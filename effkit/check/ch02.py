@@ -99,10 +99,10 @@ def check_align_labels(align_labels, tokenizer=None) -> None:
 
 
 # ---------------------------------------------------------------- task 2: early stopping
-def _reference_stop(scores, patience):
+def _reference_stop(scores, patience, ties_improve=False):
     best, best_epoch, waited = None, 0, 0
     for epoch, score in enumerate(scores, start=1):
-        if best is None or score > best:
+        if best is None or score > best or (ties_improve and score == best):
             best, best_epoch, waited = score, epoch, 0
         else:
             waited += 1
@@ -117,15 +117,7 @@ def _global_best(scores, patience):
 
 
 def _ties_improve(scores, patience):
-    best, best_epoch, waited = None, 0, 0
-    for epoch, score in enumerate(scores, start=1):
-        if best is None or score >= best:
-            best, best_epoch, waited = score, epoch, 0
-        else:
-            waited += 1
-            if waited >= patience:
-                return best_epoch, epoch
-    return best_epoch, len(scores)
+    return _reference_stop(scores, patience, ties_improve=True)
 
 
 def _patience_plus_one(scores, patience):
