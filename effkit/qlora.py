@@ -129,41 +129,15 @@ def base_weight_bytes(model: nn.Module) -> dict:
 
 def train_and_measure(base: nn.Module, loaders: dict, config, cache_key: dict | None = None,
                       label: str = "QLoRA", timing_repeats: int = 3, **options) -> dict:
-    """Chapter 04's ``peft_methods.train_and_measure`` for QLoRA: prepare a copy of ``base`` with
-    :func:`prepare_qlora` (``options``: targets, r, alpha, blocksize, double_quant), measure one
-    training step, train with ``effkit.train.fit`` (cached under ``cache_key`` when given) and
-    return the same row, plus ``quantized_bytes`` / ``quantized_fp32_bytes`` of the NF4 base."""
-    import copy
-    import tempfile
-    from pathlib import Path
+    """Chapter 04's ``peft_methods.train_and_measure`` with method ``"qlora"``, plus
+    ``quantized_bytes`` / ``quantized_fp32_bytes``: the stored bytes of the NF4 base layers and
+    what the same layers take in fp32. ``options``: targets, r, alpha (as for LoRA)."""
+    from .peft_methods import train_and_measure as train_method
 
-    from . import cache, measure
-    from .config import device, seed_everything
-    from .peft_methods import _plain, memory_and_step_time, save_trainable
-    from .train import evaluate, fit
-
-    seed_everything(config.seed)
-    model = copy.deepcopy(base)
-    report = prepare_qlora(model, **options)
-    model.to(device())
-    row = {"method": label, "trainable": measure.count_parameters(model, True),
-           "trainable_pct": 100 * measure.count_parameters(model, True) / measure.count_parameters(model),
-           "quantized_bytes": report.stored_bytes, "quantized_fp32_bytes": report.float_bytes}
-    row.update(memory_and_step_time(model, next(iter(loaders["train"])), config, timing_repeats))
-
-    def train(model):
-        history = fit(model, loaders["train"], loaders["dev"], config, progress=False)
-        return {"train_seconds": history.seconds, "best_step": history.best_step,
-                "dev_accuracy": evaluate(model, loaders["dev"])["accuracy"],
-                "test_accuracy": evaluate(model, loaders["test"])["accuracy"]}
-
-    if cache_key is None:
-        metrics, from_cache = train(model), False
-    else:
-        key = {**cache_key, "recipe": "ch06_qlora", "options": options,
-               "train_config": config.to_dict()}
-        metrics, from_cache = cache.cached(_plain(key), model, train)
-    with tempfile.TemporaryDirectory() as tmp:
-        row["saved_bytes"] = save_trainable(model, Path(tmp) / "adapters.safetensors")
-    return {**row, **{k: metrics[k] for k in ("train_seconds", "dev_accuracy", "test_accuracy")},
-            "from_cache": from_cache, "model": model}
+    row = train_method(base, "qlora", loaders, config, label=label, cache_key=cache_key,
+                       timing_repeats=timing_repeats, **options)
+    layers = [m for m in row["model"].modules() if isinstance(m, QuantLinear)]
+    row["quantized_bytes"] = sum(m.stored_bytes() for m in layers)
+    row["quantized_fp32_bytes"] = sum(4 * (m.in_features * m.out_features + (m.bias is not None) * m.out_features)
+                                      for m in layers)
+    return row

@@ -111,3 +111,22 @@ def test_qlora_errors_are_clear(encoder):
         qlora.prepare_qlora(copy.deepcopy(encoder[0]), r=1000)
     with pytest.raises(ValueError, match="blocksize"):
         qlora.prepare_qlora(copy.deepcopy(encoder[0]), blocksize=63)
+
+
+def test_train_and_measure_reports_the_nf4_base_and_caches(encoder, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from effkit import baselines, peft_methods
+
+    monkeypatch.setenv("EFFKIT_CACHE", str(tmp_path))
+    config = replace(peft_methods.default_config(), max_steps=2, batch_size=8)
+    loaders = baselines.sentiment_loaders(encoder[1], config, {"train": 16, "dev": 8, "test": 8})
+    row = qlora.train_and_measure(encoder[0], loaders, config, cache_key={"test": "tiny"}, timing_repeats=1)
+    lora_only = peft_methods.apply_method(copy.deepcopy(encoder[0]), "lora")
+    assert row["trainable"] == ek.measure.count_parameters(lora_only, True)
+    assert row["quantized_bytes"] / row["quantized_fp32_bytes"] < 0.15
+    assert row["weights"] < ek.measure.count_parameters(encoder[0]) * 4 * 0.6
+    assert not row["from_cache"] and len(row["evals"]) >= 1
+    again = qlora.train_and_measure(encoder[0], loaders, config, cache_key={"test": "tiny"}, timing_repeats=1)
+    assert again["from_cache"] and again["test_accuracy"] == row["test_accuracy"]
+    assert again["quantized_bytes"] == row["quantized_bytes"]
