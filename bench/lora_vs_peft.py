@@ -14,7 +14,7 @@ trained by the same ``effkit.train.fit`` with the same config and batch order. T
 Usage (from the repository root)::
 
     EFFKIT_PROFILE=fast .venv/bin/python bench/lora_vs_peft.py            # ~2 min on 2 cores
-    EFFKIT_PROFILE=full .venv/bin/python bench/lora_vs_peft.py --steps 400
+    EFFKIT_PROFILE=full .venv/bin/python bench/lora_vs_peft.py             # 2 epochs, ~25 min
 
 The JSON result goes to ``--out`` (default ``<EFFKIT_RESULTS>/bench_lora_vs_peft_<profile>.json``).
 """
@@ -63,8 +63,9 @@ def saved_sizes(base, ours, theirs) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=ek.pick(fast=30, full=400),
-                        help="optimizer steps of the training run")
+    parser.add_argument("--steps", type=int, default=ek.pick(fast=30, full=None),
+                        help="optimizer steps of the training run (full default: the PEFT recipe's "
+                             "2 epochs)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
     parser.add_argument("--repeats", type=int, default=ek.pick(fast=10, full=30), help="timed steps")
     parser.add_argument("--out", type=Path, default=None, help="where to write the JSON result")

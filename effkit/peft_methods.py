@@ -181,7 +181,8 @@ def save_trainable(model: nn.Module, path) -> int:
 
 # ---------------------------------------------------------------- train and measure one method
 def train_and_measure(base: nn.Module, method: str, loaders: dict, config, label: str | None = None,
-                      cache_key: dict | None = None, timing_repeats: int = 2, **options) -> dict:
+                      cache_key: dict | None = None, timing_repeats: int = 2, progress: bool = False,
+                      **options) -> dict:
     """Fine-tune a copy of ``base`` with ``method`` and return one row of the comparison table.
 
     base: the pretrained classifier (not changed). loaders: ``{"train", "dev", "test"}`` from
@@ -189,6 +190,7 @@ def train_and_measure(base: nn.Module, method: str, loaders: dict, config, label
     options: passed to :func:`apply_method` (``r``, ``alpha``, ``targets``, ``bottleneck``).
     cache_key: a dict naming everything else that decides the result (data sizes, profile ...);
     when given, the trained weights and metrics are cached under it plus method, options and config.
+    progress: show a tqdm bar while training (a widget bar in JupyterLab).
     Returns ``{"method", "trainable", "trainable_pct", "weights", "gradients", "optimizer_state",
     "activations", "step_seconds", "train_seconds", "dev_accuracy", "test_accuracy",
     "saved_bytes", "from_cache", "model"}`` (memory in bytes, from ``measure.memory_breakdown`` on
@@ -209,7 +211,7 @@ def train_and_measure(base: nn.Module, method: str, loaders: dict, config, label
     row.update(memory_and_step_time(model, batch, config, timing_repeats))
 
     def train(model):
-        history = fit(model, loaders["train"], loaders["dev"], config, progress=False)
+        history = fit(model, loaders["train"], loaders["dev"], config, progress=progress)
         # fit keeps the weights of its best dev evaluation, so that score is the dev accuracy.
         return {"train_seconds": history.seconds, "best_step": history.best_step,
                 "steps": history.steps, "evals": history.evals,

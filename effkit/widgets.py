@@ -69,23 +69,127 @@ def _check_target_names(names) -> list[str]:
     return names
 
 
-def rank_figure(model: nn.Module, r: int = 8, target_names=tuple(LORA_TARGETS), widget: bool = False):
-    """Bars of weights / gradients / optimizer state / adapter file (MiB, log axis): full
-    fine-tuning beside LoRA at rank ``r`` for each target choice. ``widget=True`` gives a
-    FigureWidget that :func:`update_rank_figure` can change in place."""
+# ---------------------------------------------------------------- accuracy: a small, cached sweep
+def sweep_config():
+    """The short LoRA run behind each accuracy point (fast: 4 steps; full: 100 steps of 16 reviews,
+    under a minute on two CPU cores). Same learning rate as chapter 04's table, alpha = 2r."""
+    from .config import pick
+    from .train import TrainConfig
+
+    return pick(fast=TrainConfig(lr=1e-3, epochs=1, batch_size=16, max_length=48, max_steps=4, patience=3),
+                full=TrainConfig(lr=1e-3, epochs=1, batch_size=16, max_length=48, max_steps=100,
+                                 eval_every=50, patience=3))
+
+
+def sweep_sizes() -> dict:
+    """The seeded Rotten Tomatoes subsets of the sweep (accuracy is read on the test subset)."""
+    from .config import pick
+
+    return pick(fast={"train": 64, "dev": 32, "test": 32}, full={"train": 1600, "dev": 400, "test": 400})
+
+
+class RankSweep:
+    """LoRA at (target choice, rank), each trained once on a small subset and cached.
+
+    ``point(name, r)`` trains the run (or loads it from the cache) and returns its row from
+    ``peft_methods.train_and_measure``; ``accuracy(name)`` is ``{r: test-subset accuracy}`` of
+    the points known so far. Every point starts from the same pretrained ``model``.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer, config=None, sizes: dict | None = None):
+        from .baselines import sentiment_loaders
+        from .config import profile
+        from .models import DEFAULT_MODEL
+
+        self.model, self.config = model, config or sweep_config()
+        self.sizes = sizes or sweep_sizes()
+        self.loaders = sentiment_loaders(tokenizer, self.config, self.sizes)
+        self.cache_key = {"profile": profile(), "data_sizes": self.sizes, "model": DEFAULT_MODEL,
+                          "sweep": "rank explorer", "recipe_version": 1}
+        self.points: dict[tuple[str, int], dict] = {}
+
+    def point(self, name: str, r: int, progress: bool = True) -> dict:
+        from .peft_methods import train_and_measure
+
+        _check_rank(r)
+        _check_target_names([name])
+        if (name, r) not in self.points:
+            row = train_and_measure(self.model, "lora", self.loaders, self.config, label=f"LoRA r={r} on {name}",
+                                    cache_key=self.cache_key, timing_repeats=1, progress=progress,
+                                    r=r, alpha=2 * r, targets=LORA_TARGETS[name])
+            del row["model"]
+            self.points[(name, r)] = row
+        return self.points[(name, r)]
+
+    def run(self, ranks=RANKS, target_names=("query, value",), progress: bool = True) -> "RankSweep":
+        """Train (or load) every (target choice, rank) pair; returns self."""
+        for name in _check_target_names(target_names):
+            for r in ranks:
+                self.point(name, r, progress)
+        return self
+
+    def accuracy(self, name: str) -> dict[int, float]:
+        return {r: row["test_accuracy"] for (n, r), row in sorted(self.points.items()) if n == name}
+
+    def frame(self):
+        """The known points as a pandas DataFrame (one row per run)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"targets": n, "r": r, **{k: v for k, v in row.items() if k != "evals"}}
+                             for (n, r), row in sorted(self.points.items())])
+
+
+# ---------------------------------------------------------------- the figure
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c")
+BAR_LABELS = ["weights", "gradients", "optimizer state", "adapter file"]
+
+
+def rank_traces(model: nn.Module, r: int, target_names, sweep: RankSweep | None = None) -> list:
+    """The figure's traces for rank ``r``: memory bars (full fine-tuning, then LoRA on each target
+    choice) on the left axes; accuracy against rank of each choice's known sweep points and a
+    line marking ``r`` on the right axes. Always ``2 * len(target_names) + 2`` traces."""
     import plotly.graph_objects as go
 
     _check_rank(r)
     names = _check_target_names(target_names)
-    full = full_budget(model)
-    labels = ["weights", "gradients", "optimizer state", "adapter file"]
-    traces = [go.Bar(name="full fine-tuning", x=labels, y=_bar_y(full), marker_color="#7f7f7f")]
-    traces += [go.Bar(name=f"LoRA on {n}", x=labels, y=_bar_y(lora_budget(model, LORA_TARGETS[n], r)))
-               for n in names]
-    fig = (go.FigureWidget if widget else go.Figure)(data=traces)
-    fig.update_layout(barmode="group", yaxis_type="log", yaxis_title="MiB (log scale)",
-                      title=_rank_title(model, r, names), legend_title="method", height=430)
+    traces = [go.Bar(name="full fine-tuning", x=BAR_LABELS, y=_bar_y(full_budget(model)),
+                     marker_color="#7f7f7f", legendgroup="full")]
+    for n, color in zip(names, COLORS):
+        traces.append(go.Bar(name=f"LoRA on {n}", x=BAR_LABELS, y=_bar_y(lora_budget(model, LORA_TARGETS[n], r)),
+                             marker_color=color, legendgroup=n))
+    for n, color in zip(names, COLORS):
+        known = sweep.accuracy(n) if sweep is not None else {}
+        traces.append(go.Scatter(name=f"accuracy, {n}", x=list(known), y=list(known.values()),
+                                 mode="lines+markers", marker_color=color, legendgroup=n,
+                                 showlegend=False, xaxis="x2", yaxis="y2"))
+    traces.append(go.Scatter(name=f"r = {r}", x=[r, r], y=[0, 1], mode="lines", xaxis="x2", yaxis="y2",
+                             line={"color": "black", "dash": "dot", "width": 1}, showlegend=False))
+    return traces
+
+
+def rank_figure(model: nn.Module, r: int = 8, target_names=tuple(LORA_TARGETS), widget: bool = False,
+                sweep: RankSweep | None = None):
+    """Left: bars of weights / gradients / optimizer state / adapter file (MiB, log axis) for full
+    fine-tuning and LoRA at rank ``r`` on each target choice. Right: accuracy against rank from
+    ``sweep`` (empty without one). ``widget=True`` gives a FigureWidget for
+    :func:`update_rank_figure`."""
+    import plotly.graph_objects as go
+
+    names = _check_target_names(target_names)
+    fig = (go.FigureWidget if widget else go.Figure)(data=rank_traces(model, r, names, sweep))
+    fig.update_layout(
+        barmode="group", title=_rank_title(model, r, names), legend_title="method", height=460,
+        xaxis={"domain": [0, 0.58]}, yaxis={"type": "log", "title": "MiB (log scale), fp32 + AdamW"},
+        xaxis2={"domain": [0.7, 1], "type": "log", "tickvals": list(RANKS), "title": "rank r",
+                "anchor": "y2"},
+        yaxis2={"anchor": "x2", "range": [0.4, 1.0], "title": _accuracy_title(sweep)})
     return fig
+
+
+def _accuracy_title(sweep) -> str:
+    if sweep is None:
+        return "accuracy (no sweep given)"
+    return f"accuracy, {sweep.sizes['test']} test reviews"
 
 
 def _rank_title(model, r, names) -> str:
@@ -93,40 +197,50 @@ def _rank_title(model, r, names) -> str:
     return f"LoRA r = {r}<br><sup>{' · '.join(parts)}</sup>"
 
 
-def update_rank_figure(fig, model: nn.Module, r: int, target_names) -> None:
+def update_rank_figure(fig, model: nn.Module, r: int, target_names, sweep: RankSweep | None = None) -> None:
     """Redraw ``fig`` (from ``rank_figure(widget=True)``) for rank ``r`` and these target choices."""
-    import plotly.graph_objects as go
-
-    _check_rank(r)
-    names = _check_target_names(target_names)
-    labels = list(fig.data[0].x)
+    traces = rank_traces(model, r, target_names, sweep)
     with fig.batch_update():
-        fig.data = fig.data[:1]  # keep the full fine-tuning bars
-        for n in names:
-            fig.add_trace(go.Bar(name=f"LoRA on {n}", x=labels,
-                                 y=_bar_y(lora_budget(model, LORA_TARGETS[n], r))))
-        fig.layout.title = _rank_title(model, r, names)
+        fig.data = []
+        fig.add_traces(traces)
+        fig.layout.title = _rank_title(model, r, _check_target_names(target_names))
 
 
-def rank_explorer(model: nn.Module, r: int = 8):
-    """A rank slider, a target-module choice and the live bar chart (needs a running kernel).
+def rank_explorer(model: nn.Module, r: int = 8, sweep: RankSweep | None = None,
+                  target_names=("query, value",)):
+    """A rank slider, a target-module choice and the live chart (needs a running kernel).
 
-    The chart is a plotly FigureWidget, updated in place. plotly 6+ builds FigureWidget on the
-    ``anywidget`` package; without it the chart is redrawn into an ``ipywidgets.Output`` instead.
+    With a ``sweep`` (:class:`RankSweep`), moving to a rank not trained yet for a chosen target
+    trains it on the sweep's small subset first, with a progress bar, and caches it; the accuracy
+    panel then gains the point. The chart is a plotly FigureWidget, updated in place. plotly 6+
+    builds FigureWidget on the ``anywidget`` package; without it the chart is redrawn into an
+    ``ipywidgets.Output`` instead.
     """
     import ipywidgets as W
 
     live = _has_anywidget()
-    fig = rank_figure(model, r, widget=live)
-    view = fig if live else W.Output()
+    names = _check_target_names(target_names)
     slider = W.SelectionSlider(options=list(RANKS), value=r, description="rank r")
-    choice = W.SelectMultiple(options=list(LORA_TARGETS), value=tuple(LORA_TARGETS),
-                              description="targets", rows=3)
+    choice = W.SelectMultiple(options=list(LORA_TARGETS), value=tuple(names), description="targets", rows=3)
+    training = W.Output()                      # tqdm bars of runs being trained
+
+    def train_missing():
+        if sweep is None:
+            return
+        with training:
+            training.clear_output()
+            for n in choice.value:
+                sweep.point(n, slider.value, progress=True)
+
+    train_missing()
+    fig = rank_figure(model, r, choice.value, widget=live, sweep=sweep)
+    view = fig if live else W.Output()
 
     def redraw(_change=None):
         if not choice.value:  # an empty selection has nothing to draw; keep the last one
             return
-        update_rank_figure(fig, model, slider.value, choice.value)
+        train_missing()
+        update_rank_figure(fig, model, slider.value, choice.value, sweep)
         if not live:
             _show_in(view, fig)
 
@@ -134,7 +248,7 @@ def rank_explorer(model: nn.Module, r: int = 8):
     choice.observe(redraw, names="value")
     if not live:
         _show_in(view, fig)
-    box = W.VBox([W.HBox([slider, choice]), view])
+    box = W.VBox([W.HBox([slider, choice]), training, view])
     box.figure, box.slider, box.choice = fig, slider, choice  # handles for tests and readers
     return box
 
@@ -155,17 +269,20 @@ def _show_in(output, fig) -> None:
         display(fig)
 
 
-def rank_slider_figure(model: nn.Module, ranks=RANKS, target_names=tuple(LORA_TARGETS), r: int = 8):
-    """The static version for the book: one figure, a slider over ``ranks`` (all precomputed)."""
+def rank_slider_figure(model: nn.Module, ranks=RANKS, target_names=("query, value",), r: int = 8,
+                       sweep: RankSweep | None = None):
+    """The static version for the book: one figure, a slider over ``ranks``; the bars are counted
+    for each rank and the accuracy panel shows the precomputed ``sweep``."""
     for rank in ranks:
         _check_rank(rank)
     names = _check_target_names(target_names)
-    fig = rank_figure(model, r, names)
+    fig = rank_figure(model, r, names, sweep=sweep)
     steps = []
     for rank in ranks:
-        ys = [_bar_y(full_budget(model))] + [_bar_y(lora_budget(model, LORA_TARGETS[n], rank)) for n in names]
+        traces = rank_traces(model, rank, names, sweep)
         steps.append({"label": str(rank), "method": "update",
-                      "args": [{"y": ys}, {"title": _rank_title(model, rank, names)}]})
+                      "args": [{"x": [list(t.x) for t in traces], "y": [list(t.y) for t in traces]},
+                               {"title": _rank_title(model, rank, names)}]})
     fig.update_layout(sliders=[{"active": list(ranks).index(r) if r in ranks else 0,
-                                "currentvalue": {"prefix": "rank r = "}, "steps": steps}])
+                                "currentvalue": {"prefix": "rank r = "}, "steps": steps, "pad": {"t": 50}}])
     return fig

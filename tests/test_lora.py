@@ -269,19 +269,43 @@ def ek_batch(model):
 
 
 def test_rank_explorer_slider_changes_figure(model):
-    from effkit.widgets import rank_explorer
+    from effkit.widgets import LORA_TARGETS, rank_explorer
 
-    box = rank_explorer(model, r=8)
+    box = rank_explorer(model, r=8, target_names=tuple(LORA_TARGETS))
     fig = box.figure
-    assert len(fig.data) == 4  # full fine-tuning + three target choices
-    before = [list(t.y) for t in fig.data]
+    assert len(fig.data) == 8  # full fine-tuning + 3 target choices (bars), 3 accuracy lines, the r marker
+    before = [list(t.y) for t in fig.data[:4]]
     box.slider.value = 64
-    after = [list(t.y) for t in fig.data]
+    after = [list(t.y) for t in fig.data[:4]]
     assert after[0] == before[0], "full fine-tuning does not depend on r"
     assert after[1][1] == pytest.approx(8 * before[1][1], rel=0.01), "LoRA gradients grow ~linearly in r"
     assert "r = 64" in fig.layout.title.text
+    assert list(fig.data[-1].x) == [64, 64], "the marker moves to the new rank"
     box.choice.value = ("query, value",)
-    assert [t.name for t in fig.data] == ["full fine-tuning", "LoRA on query, value"]
+    assert [t.name for t in fig.data] == ["full fine-tuning", "LoRA on query, value",
+                                          "accuracy, query, value", "r = 64"]
+
+
+def test_rank_explorer_trains_a_missing_rank_once_and_caches_it(minilm, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from effkit.widgets import RankSweep, rank_explorer, sweep_config
+
+    monkeypatch.setenv("EFFKIT_CACHE", str(tmp_path))
+    _, tokenizer = ek.models.load_encoder("sequence", 2)
+    tiny = replace(sweep_config(), max_steps=1, batch_size=8)
+    sizes = {"train": 8, "dev": 8, "test": 8}
+    sweep = RankSweep(minilm[0], tokenizer, tiny, sizes)
+    box = rank_explorer(minilm[0], r=1, sweep=sweep)
+    accuracy = box.figure.data[2]
+    assert list(sweep.points) == [("query, value", 1)] and list(accuracy.x) == [1]
+    assert not sweep.points[("query, value", 1)]["from_cache"]
+    box.slider.value = 4                                    # a rank not trained yet: trains it
+    accuracy = box.figure.data[2]
+    assert list(accuracy.x) == [1, 4] and all(0 <= a <= 1 for a in accuracy.y)
+    again = RankSweep(minilm[0], tokenizer, tiny, sizes).point("query, value", 4, progress=False)
+    assert again["from_cache"] and again["test_accuracy"] == sweep.points[("query, value", 4)]["test_accuracy"]
+    assert again["trainable"] > sweep.points[("query, value", 1)]["trainable"]
 
 
 def test_rank_slider_figure_has_a_step_per_rank(model):
@@ -293,6 +317,7 @@ def test_rank_slider_figure_has_a_step_per_rank(model):
     ys = [s.args[0]["y"][1][1] for s in steps]  # LoRA q,v gradient MiB at each rank
     # 4 bytes x (12 layers' r (384 + 384) + the 770-number head), in MiB
     assert ys == pytest.approx([4 * (12 * r * 768 + 770) / 2**20 for r in RANKS])
+    assert [s.args[0]["x"][-1] for s in steps] == [[r, r] for r in RANKS], "the r marker moves"
 
 
 def test_rank_explorer_bad_input(model):
