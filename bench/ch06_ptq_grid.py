@@ -1,6 +1,6 @@
 """Post-training quantization grid of the chapter 02 sentiment classifier (chapter 06, section 6.5).
 
-Runs ``effkit.bits_explorer.run_grid`` over ``default_grid()`` (or a smaller set) on the test
+Runs ``effkit.ptq.run_grid`` over ``default_grid()`` (or a smaller set) on the test
 split and writes one CSV row per configuration: accuracy, stored bytes of the quantized Linear
 layers, the floor N*b/8 + scales, and the CPU/GPU latency per batch.
 
@@ -8,7 +8,7 @@ layers, the floor N*b/8 + scales, and the CPU/GPU latency per batch.
     EFFKIT_PROFILE=fast python bench/ch06_ptq_grid.py --test 64 --no-libraries
 
 The chapter calls the same functions; this script is for running the grid on its own (on a GPU
-machine the bitsandbytes rows use its CUDA kernels, see ``effkit.bits_explorer``).
+machine the bitsandbytes rows use its CUDA kernels, see ``effkit.ptq``).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import argparse
 
 import effkit as ek
 from effkit import baselines, batching
-from effkit import bits_explorer as bx
+from effkit import ptq
 
 
 def ptq_grid(test_size: int | None = None, libraries: bool = True, bits=range(2, 9), progress=True,
@@ -33,13 +33,13 @@ def ptq_grid(test_size: int | None = None, libraries: bool = True, bits=range(2,
         test = test.take(test_size, seed=0)
     loader = batching.make_loader(batching.encode_sentiment(test, tokenizer, config.max_length),
                                   config.batch_size)
-    specs = [s for s in bx.default_grid(bits) if libraries or s.method not in bx.LIBRARY_METHODS]
+    specs = [s for s in ptq.default_grid(bits) if libraries or s.method not in ptq.LIBRARY_METHODS]
     if only is not None:
         unknown = set(only) - {s.label for s in specs}
         if unknown:
             raise ValueError(f"unknown labels {sorted(unknown)}; choose from {[s.label for s in specs]}")
         specs = [s for s in specs if s.method == "fp32" or s.label in only]
-    grid = bx.run_grid(model, loader, specs, progress=progress)
+    grid = ptq.run_grid(model, loader, specs, progress=progress)
     fp32 = float(grid.loc[grid.method == "fp32", "accuracy"].iloc[0])
     grid["accuracy_drop_points"] = 100 * (fp32 - grid["accuracy"])
     grid["test_examples"] = len(test)

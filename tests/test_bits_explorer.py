@@ -1,11 +1,12 @@
-"""effkit.bits_explorer: PTQ specs, measured bytes, the grid row, and the explorer's pure update."""
+"""effkit.ptq (PTQ specs, measured bytes, the grid row) and effkit.bits_explorer (the explorer's pure update)."""
 import pytest
 import torch
 
 import effkit as ek
 from effkit import batching
 from effkit import bits_explorer as bx
-from effkit.bits_explorer import PTQSpec
+from effkit import ptq
+from effkit.ptq import PTQSpec
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_bad_specs_are_clear_errors(kwargs, error, match):
 def test_spec_bits_and_labels():
     assert PTQSpec("nf4").nominal_bits == 4 and PTQSpec("bnb-int8").nominal_bits == 8
     assert PTQSpec("affine", 3, "group", 64).label == "RTN int3 (group 64)"
-    grid = bx.default_grid()
+    grid = ptq.default_grid()
     assert len({s.label for s in grid}) == len(grid), "grid labels must be unique (they index tables)"
 
 
@@ -54,11 +55,11 @@ def test_spec_bits_and_labels():
     (PTQSpec("nf4"), 4.5 / 32), (PTQSpec("affine", 3, "tensor"), 3 / 32)])
 def test_stored_bytes_of_quantized_copy_equal_the_floor(encoder, spec, ratio):
     model = encoder[0]
-    twin = bx.quantized_copy(model, spec)
-    stored = bx.linear_bytes(twin)
-    fp32 = bx.linear_bytes(model)
+    twin = ptq.quantized_copy(model, spec)
+    stored = ptq.linear_bytes(twin)
+    fp32 = ptq.linear_bytes(model)
     assert stored["numel"] == fp32["numel"] and stored["n_layers"] == fp32["n_layers"]
-    assert stored["bytes"] == pytest.approx(bx.floor_bytes(model, spec), abs=1)
+    assert stored["bytes"] == pytest.approx(ptq.floor_bytes(model, spec), abs=1)
     assert stored["bytes"] / fp32["bytes"] == pytest.approx(ratio, rel=0.03)
     # the original model is untouched
     assert type(model.bert.encoder.layer[0].intermediate.dense) is torch.nn.Linear
@@ -66,24 +67,24 @@ def test_stored_bytes_of_quantized_copy_equal_the_floor(encoder, spec, ratio):
 
 def test_torchao_bytes_are_read_from_inside_the_tensor_subclass(encoder):
     pytest.importorskip("torchao")
-    twin = bx.quantized_copy(encoder[0], PTQSpec("torchao-int8-weight"))
-    ratio = bx.linear_bytes(twin)["bytes"] / bx.linear_bytes(encoder[0])["bytes"]
+    twin = ptq.quantized_copy(encoder[0], PTQSpec("torchao-int8-weight"))
+    ratio = ptq.linear_bytes(twin)["bytes"] / ptq.linear_bytes(encoder[0])["bytes"]
     assert 0.25 < ratio < 0.26, ratio           # int8 codes + a scale and zero point per row
 
 
 def test_evaluate_ptq_row(encoder, tiny_loader):
-    row = bx.evaluate_ptq(encoder[0], tiny_loader, PTQSpec("affine", 8, "channel"))
+    row = ptq.evaluate_ptq(encoder[0], tiny_loader, PTQSpec("affine", 8, "channel"))
     assert 0 <= row["accuracy"] <= 1 and row["ms_per_batch"] > 0
     assert row["label"] == "RTN int8 (channel)"
     assert row["bits"] == 8 and row["bytes_ratio"] == pytest.approx(0.2534, abs=0.002)
     with pytest.raises(TypeError, match="spec must be a PTQSpec"):
-        bx.quantized_copy(encoder[0], "int8")
+        ptq.quantized_copy(encoder[0], "int8")
 
 
 def test_int8_copy_predicts_like_fp32(encoder, tiny_loader):
     batch = next(iter(tiny_loader))
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    twin = bx.quantized_copy(encoder[0], PTQSpec("affine", 8, "channel"))
+    twin = ptq.quantized_copy(encoder[0], PTQSpec("affine", 8, "channel"))
     with torch.no_grad():
         a, b = encoder[0](**inputs).logits, twin(**inputs).logits
     assert (a - b).abs().max() < 0.05 * a.abs().max() + 1e-3
