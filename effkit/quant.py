@@ -139,6 +139,8 @@ def pack_bits(values: torch.Tensor, bits: int) -> torch.Tensor:
     bits are written as one bit stream, so a code may straddle two bytes.
     """
     check_bits(bits)
+    if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
+        raise TypeError(f"pack_bits needs an integer tensor of codes, got dtype {values.dtype}")
     v = values.reshape(-1).to(torch.int32)
     if v.numel() and (v.min() < 0 or v.max() >= 2 ** bits):
         raise ValueError(f"pack_bits needs values in [0, {2 ** bits - 1}] for {bits} bits, "
@@ -158,6 +160,9 @@ def unpack_bits(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
     check_bits(bits)
     if packed.dtype != torch.uint8:
         raise TypeError(f"packed codes must be uint8, got {packed.dtype}")
+    if not 0 <= count <= packed.numel() * 8 // bits:
+        raise ValueError(f"count must be in [0, {packed.numel() * 8 // bits}] for {packed.numel()} bytes "
+                         f"of {bits}-bit codes, got {count}")
     p = packed.reshape(-1).to(torch.int32)
     if bits == 8:
         return p[:count]

@@ -185,7 +185,7 @@ def test_stored_as_makes_real_tensors(minilm):
     assert int8.dtype == torch.int8 and int8.shape == w.shape and int8.abs().max() == 127
     int4 = ek.measure.stored_as(w, "int4")
     assert int4.dtype == torch.uint8 and int4.numel() == w.numel() // 2
-    codes = ek.measure.unpack_int4(int4, w.numel()).reshape(w.shape).float() - 8
+    codes = ek.quant.unpack_bits(int4, 4, w.numel()).reshape(w.shape).float() - 8
     assert codes.abs().max() == 7
     assert torch.corrcoef(torch.stack([codes.flatten(), w.detach().flatten()]))[0, 1] > 0.9
 
@@ -196,20 +196,20 @@ def test_tied_weights_count_once():
     assert ek.measure.parameter_bytes(toy, "int4") == 20 + 2 + 2 + 5  # per tensor, rounded up
 
 
-def test_pack_int4_layout_and_round_trip():
-    assert ek.measure.pack_int4(torch.tensor([1, 2])).tolist() == [0x21]
+def test_pack_bits_4_layout_and_round_trip():
+    assert ek.quant.pack_bits(torch.tensor([1, 2]), 4).tolist() == [0x12]  # first code high, as bitsandbytes
     codes = torch.randint(0, 16, (3, 7))
-    packed = ek.measure.pack_int4(codes)
+    packed = ek.quant.pack_bits(codes, 4)
     assert packed.dtype == torch.uint8 and packed.numel() == 11
-    assert torch.equal(ek.measure.unpack_int4(packed, 21), codes.flatten().to(torch.uint8))
+    assert torch.equal(ek.quant.unpack_bits(packed, 4, 21), codes.flatten().to(torch.int32))
 
 
 @pytest.mark.parametrize("call, err, words", [
-    (lambda: ek.measure.pack_int4(torch.tensor([0.5])), TypeError, "integer tensor"),
-    (lambda: ek.measure.pack_int4(torch.tensor([3, 16])), ValueError, r"\[0, 15\].*16"),
-    (lambda: ek.measure.pack_int4(torch.tensor([-1, 2])), ValueError, r"\[0, 15\].*-1"),
-    (lambda: ek.measure.unpack_int4(torch.tensor([1]), 1), TypeError, "uint8"),
-    (lambda: ek.measure.unpack_int4(torch.tensor([1], dtype=torch.uint8), 3), ValueError, r"\[0, 2\]"),
+    (lambda: ek.quant.pack_bits(torch.tensor([0.5]), 4), TypeError, "integer tensor"),
+    (lambda: ek.quant.pack_bits(torch.tensor([3, 16]), 4), ValueError, r"\[0, 15\].*16"),
+    (lambda: ek.quant.pack_bits(torch.tensor([-1, 2]), 4), ValueError, r"\[0, 15\].*-1"),
+    (lambda: ek.quant.unpack_bits(torch.tensor([1]), 4, 1), TypeError, "uint8"),
+    (lambda: ek.quant.unpack_bits(torch.tensor([1], dtype=torch.uint8), 4, 3), ValueError, r"\[0, 2\]"),
     (lambda: ek.measure.stored_as(torch.ones(2), "fp8"), ValueError, "fmt must be one of"),
     (lambda: ek.measure.parameter_bytes(TiedToy(), "int2"), ValueError, "fmt must be one of"),
 ])

@@ -1,131 +1,14 @@
-"""Measuring models: parameter counts, bytes per format, memory of a training step, step time."""
+"""Memory of one training step: weights, gradients, optimizer state and activations."""
 from __future__ import annotations
 
-import time
 import weakref
-from collections import Counter, defaultdict
+from collections import defaultdict
 
-import numpy as np
 import torch
 from torch import nn
 
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (shared tensors counted once)."""
-    seen, total = set(), 0
-    for p in model.parameters():
-        if id(p) in seen or (trainable_only and not p.requires_grad):
-            continue
-        seen.add(id(p))
-        total += p.numel()
-    return total
-
-
-def parameters_by_module_type(model: nn.Module) -> dict[str, int]:
-    """Parameters owned directly by each module type (``Linear``, ``Embedding``, ``LayerNorm`` ...)."""
-    counts: Counter = Counter()
-    seen = set()
-    for module in model.modules():
-        for p in module.parameters(recurse=False):
-            if id(p) not in seen:
-                seen.add(id(p))
-                counts[type(module).__name__] += p.numel()
-    return dict(counts.most_common())
-
-
-def trainable_summary(model: nn.Module) -> str:
-    """The line PEFT readers look for: ``trainable params: … || all params: … || trainable%: …``."""
-    trainable, total = count_parameters(model, True), count_parameters(model)
-    return f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}"
-
-
-def tensor_bytes(model: nn.Module) -> int:
-    """Bytes actually held by the model's parameters and buffers, as stored."""
-    seen, total = set(), 0
-    for t in list(model.parameters()) + list(model.buffers()):
-        if id(t) not in seen:
-            seen.add(id(t))
-            total += t.numel() * t.element_size()
-    return total
-
-
-# ---------------------------------------------------------------- bytes per parameter by format
-# Bits one parameter takes in each storage format. int8/int4 store integer codes; the per-tensor
-# or per-group scales that turn codes back into weights are ignored here (chapter 06 adds them).
-FORMAT_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8, "int4": 4}
-_FLOAT_FORMATS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def pack_int4(codes: torch.Tensor) -> torch.Tensor:
-    """Pack 4-bit codes two to a byte: ``codes`` (any shape, integers in [0, 15]) -> uint8 ``(ceil(n/2),)``.
-
-    Code ``2i`` goes in the low nibble of byte ``i`` and code ``2i+1`` in the high nibble; an odd
-    count is padded with one zero code. ``unpack_int4`` reverses it.
-    """
-    if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
-        raise TypeError(f"pack_int4 needs an integer tensor of codes, got dtype {codes.dtype}")
-    flat = codes.reshape(-1)
-    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) > 15):
-        raise ValueError(f"int4 codes must lie in [0, 15], got values in "
-                         f"[{int(flat.min())}, {int(flat.max())}]")
-    flat = flat.to(torch.uint8)
-    if flat.numel() % 2:
-        flat = torch.cat([flat, flat.new_zeros(1)])
-    return flat[0::2] | (flat[1::2] << 4)
-
-
-def unpack_int4(packed: torch.Tensor, numel: int) -> torch.Tensor:
-    """The first ``numel`` 4-bit codes stored in ``packed`` (uint8), as a flat uint8 tensor."""
-    if packed.dtype != torch.uint8:
-        raise TypeError(f"packed int4 data must be uint8, got {packed.dtype}")
-    if not 0 <= numel <= 2 * packed.numel():
-        raise ValueError(f"numel must be in [0, {2 * packed.numel()}] for {packed.numel()} bytes, "
-                         f"got {numel}")
-    codes = torch.stack([packed & 0x0F, packed >> 4], dim=1).reshape(-1)
-    return codes[:numel]
-
-
-def stored_as(weight: torch.Tensor, fmt: str) -> torch.Tensor:
-    """The tensor that would hold ``weight`` in format ``fmt`` (a key of ``FORMAT_BITS``).
-
-    fp32/fp16/bf16: ``weight`` cast to that dtype. int8: symmetric absmax codes as int8.
-    int4: absmax codes shifted to [0, 15] and packed two per byte with ``pack_int4``.
-    The codes are real but crude (one scale per tensor); chapter 06 quantizes properly.
-    """
-    if fmt not in FORMAT_BITS:
-        raise ValueError(f"fmt must be one of {list(FORMAT_BITS)}, got {fmt!r}")
-    w = weight.detach()
-    if fmt in _FLOAT_FORMATS:
-        return w.to(_FLOAT_FORMATS[fmt])
-    levels = 2 ** (FORMAT_BITS[fmt] - 1) - 1  # 127 for int8, 7 for int4
-    scale = w.abs().max().clamp_min(torch.finfo(torch.float32).tiny) / levels
-    codes = torch.round(w.float() / scale).clamp(-levels, levels)
-    if fmt == "int8":
-        return codes.to(torch.int8)
-    return pack_int4((codes + 8).to(torch.uint8))  # shift [-7, 7] to [1, 15]
-
-
-def parameter_bytes(model: nn.Module, fmt: str) -> int:
-    """Bytes the model's parameters take when every one is stored in ``fmt`` (scales ignored).
-
-    Measured, not multiplied out: each parameter is converted with ``stored_as`` and its
-    ``element_size() * numel()`` summed. Shared (tied) parameters count once; buffers not at all.
-    """
-    if fmt not in FORMAT_BITS:
-        raise ValueError(f"fmt must be one of {list(FORMAT_BITS)}, got {fmt!r}")
-    seen, total = set(), 0
-    for p in model.parameters():  # .parameters() already yields a tied tensor once
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        stored = stored_as(p, fmt)
-        total += stored.element_size() * stored.numel()
-    return total
-
-
-def bytes_by_format(model: nn.Module, formats=tuple(FORMAT_BITS)) -> dict[str, int]:
-    """``{fmt: parameter_bytes(model, fmt)}`` for each format, e.g. to tabulate model size."""
-    return {fmt: parameter_bytes(model, fmt) for fmt in formats}
+from .sizes import count_parameters, tensor_bytes
+from .timing import _check_count
 
 
 # ---------------------------------------------------------------- memory of a training step
@@ -213,7 +96,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _forward_loss(model: nn.Module, batch, precision: str) -> torch.Tensor:
-    from .evaluate import autocast_context  # the one place autocast is configured
+    from ..evaluate import autocast_context  # the one place autocast is configured
 
     dev = _model_device(model)
     batch = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch.items()}
@@ -355,73 +238,6 @@ def analytic_memory(model: nn.Module, state_per_param: int = 2, dtype_bytes: int
     return {"weights": dtype_bytes * count_parameters(model) + buffers,
             "gradients": dtype_bytes * n_trainable,
             "optimizer_state": state_per_param * dtype_bytes * n_trainable + 4 * len(trainable)}
-
-
-# ---------------------------------------------------------------- step time
-def _check_count(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _synchronize() -> None:
-    # CUDA path: kernels run asynchronously; wait for them, or the clock stops too early.
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-
-
-def _timed(fn) -> float:
-    _synchronize()
-    start = time.perf_counter()
-    fn()
-    _synchronize()
-    return time.perf_counter() - start
-
-
-def _summary(times: list[float]) -> dict:
-    q1, median, q3 = (float(v) for v in np.percentile(times, [25, 50, 75]))
-    return {"median": median, "iqr": q3 - q1, "all": list(times)}
-
-
-def step_time(fn, warmup: int = 2, repeats: int = 5) -> dict:
-    """Seconds one call of ``fn()`` takes: ``{"median", "iqr", "all"}``.
-
-    The first ``warmup`` calls are run and thrown away (they pay for lazy initialisation,
-    allocator growth and caches); then ``repeats`` calls are timed one by one. The median
-    resists the odd slow call from other programs, and the interquartile range says how noisy
-    the machine was. On a GPU each call is synchronised so the time is the kernels', not the
-    launch's.
-    """
-    if not callable(fn):
-        raise TypeError(f"fn must be callable (a function running one step), got {type(fn).__name__}")
-    _check_count("warmup", warmup, 0)
-    _check_count("repeats", repeats, 1)
-    for _ in range(warmup):
-        _timed(fn)
-    return _summary([_timed(fn) for _ in range(repeats)])
-
-
-def compare_step_times(fns: dict, warmup: int = 2, repeats: int = 5) -> dict[str, dict]:
-    """:func:`step_time` for several functions, interleaved: ``{name: {"median", "iqr", "all"}}``.
-
-    The calls take turns (a, b, a, b ...), so a burst of load from another program slows
-    every contestant alike instead of the one that happened to run then. Ratios of the
-    medians are then fair comparisons made in one run.
-    """
-    if not isinstance(fns, dict) or not fns:
-        raise ValueError("fns must be a non-empty dict {name: function}")
-    for name, fn in fns.items():
-        if not callable(fn):
-            raise TypeError(f"fns[{name!r}] must be callable, got {type(fn).__name__}")
-    _check_count("warmup", warmup, 0)
-    _check_count("repeats", repeats, 1)
-    for _ in range(warmup):
-        for fn in fns.values():
-            _timed(fn)
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(_timed(fn))
-    return {name: _summary(values) for name, values in times.items()}
 
 
 # ---------------------------------------------------------------- a batch of a fixed shape
