@@ -38,9 +38,11 @@ test: notebooks
 
 book: install
 	$(PY) -m effkit.notebooks --mathjax book/_mathjax/mathjax
-	EFFKIT_PROFILE=$${EFFKIT_PROFILE:-full} $(VENV)/bin/jupyter-book build book
-	@echo
-	@echo "Book built. Open: file://$(CURDIR)/book/_build/html/index.html"
+	@# One build folder (and execution cache) per profile: jupyter-cache keys on the code only,
+	@# so a shared cache would serve fast-profile outputs to a full-profile build.
+	profile=$${EFFKIT_PROFILE:-full}; \
+	EFFKIT_PROFILE=$$profile $(VENV)/bin/jupyter-book build book --path-output build/book-$$profile && \
+	echo && echo "Book built ($$profile profile). Open: file://$(CURDIR)/build/book-$$profile/_build/html/index.html"
 
 lab: install
 	$(PY) -m jupyter lab $(ROOT_FLAG) --notebook-dir=$(CURDIR)
