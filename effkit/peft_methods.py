@@ -182,7 +182,7 @@ def save_trainable(model: nn.Module, path) -> int:
 # ---------------------------------------------------------------- train and measure one method
 def train_and_measure(base: nn.Module, method: str, loaders: dict, config, label: str | None = None,
                       cache_key: dict | None = None, timing_repeats: int = 2, progress: bool = False,
-                      **options) -> dict:
+                      batch: dict | None = None, **options) -> dict:
     """Fine-tune a copy of ``base`` with ``method`` and return one row of the comparison table.
 
     base: the pretrained classifier (not changed). loaders: ``{"train", "dev", "test"}`` from
@@ -191,6 +191,9 @@ def train_and_measure(base: nn.Module, method: str, loaders: dict, config, label
     cache_key: a dict naming everything else that decides the result (data sizes, profile ...);
     when given, the trained weights and metrics are cached under it plus method, options and config.
     progress: show a tqdm bar while training (a widget bar in JupyterLab).
+    batch: the batch that memory and step time are measured on; default the first dev batch, so
+    every method is measured on the same reviews (the shuffled train loader gives a different
+    first batch each time it is iterated).
     Returns ``{"method", "trainable", "trainable_pct", "weights", "gradients", "optimizer_state",
     "activations", "step_seconds", "train_seconds", "dev_accuracy", "test_accuracy",
     "saved_bytes", "from_cache", "model"}`` (memory in bytes, from ``measure.memory_breakdown`` on
@@ -205,7 +208,7 @@ def train_and_measure(base: nn.Module, method: str, loaders: dict, config, label
 
     seed_everything(config.seed)  # A matrices, adapters and the head start the same every run
     model = apply_method(copy.deepcopy(base), method, **options).to(device())
-    batch = next(iter(loaders["train"]))
+    batch = batch if batch is not None else next(iter(loaders["dev"]))
     row = {"method": label or method, "trainable": measure.count_parameters(model, True),
            "trainable_pct": 100 * measure.count_parameters(model, True) / measure.count_parameters(model)}
     row.update(memory_and_step_time(model, batch, config, timing_repeats))
