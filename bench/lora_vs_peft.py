@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 import effkit as ek
-from effkit import baselines, lora, measure, peft_methods  # noqa: F401
+from effkit import baselines, compare, measure, recipes  # noqa: F401
+from effkit.peft import lora
 from effkit.files import atomic_write_json
 from effkit.train import evaluate, fit
 
@@ -38,8 +39,8 @@ TARGETS, R, ALPHA = ("query", "value"), 8, 16
 
 def build_pair(base):
     """(effkit model, peft model), starting from the same weights."""
-    ours = peft_methods.apply_method(copy.deepcopy(base), "lora", r=R, alpha=ALPHA, targets=TARGETS)
-    theirs = peft_methods.apply_method(copy.deepcopy(base), "peft-lora", r=R, alpha=ALPHA,
+    ours = compare.technique("lora").prepare(copy.deepcopy(base), r=R, alpha=ALPHA, targets=TARGETS)
+    theirs = compare.technique("peft-lora").prepare(copy.deepcopy(base), r=R, alpha=ALPHA,
                                        targets=TARGETS)
     modules = dict(theirs.named_modules())
     with torch.no_grad():  # B is zero in both; make A equal too
@@ -71,7 +72,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=None, help="where to write the JSON result")
     args = parser.parse_args(argv)
 
-    config = peft_methods.default_config(args.steps)
+    config = recipes.peft(args.steps)
     ek.seed_everything(config.seed)
     labels = ek.data.SENTIMENT_LABELS
     base, tokenizer = ek.models.load_encoder("sequence", len(labels), label_names=labels)
@@ -86,7 +87,7 @@ def main(argv=None) -> dict:
     print("peft:  ", measure.trainable_summary(theirs))
 
     batch = next(iter(loaders["train"]))
-    times = peft_methods.interleaved_step_times({"effkit": ours, "peft": theirs}, batch, config,
+    times = compare.interleaved_step_times({"effkit": ours, "peft": theirs}, batch, config,
                                                 args.warmup, args.repeats)
     result["step_seconds"] = {n: {"median": t["median"], "iqr": t["iqr"]} for n, t in times.items()}
     result["step_time_ratio"] = times["effkit"]["median"] / times["peft"]["median"]

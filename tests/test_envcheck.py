@@ -6,12 +6,19 @@ from pathlib import Path
 import pytest
 import torch
 from packaging.requirements import Requirement
+from packaging.version import Version
 
 import effkit as ek
 from effkit import envcheck, sources
 from effkit.check.ch00 import TiedToy
 
 ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+# torch is a range on purpose (a CUDA build already on the machine is kept): the tests check
+# against that range and pyproject's [tool.effkit] tested-torch, never a fixed version here.
+TORCH_REQ = next(Requirement(r) for r in PYPROJECT["project"]["dependencies"]
+                 if Requirement(r).name == "torch")
+TESTED_TORCH = PYPROJECT["tool"]["effkit"]["tested-torch"]
 
 
 # ---------------------------------------------------------------- envcheck on this machine
@@ -25,7 +32,34 @@ def test_this_environment_passes(rows):
     assert not failed, "\n".join(failed)
     out = io.StringIO()
     assert envcheck.print_report(rows, file=out) is True
-    assert "[OK]   torch 2.13" in out.getvalue() and "All" in out.getvalue()
+    torch_line = f"[OK]   torch {envcheck.installed_version('torch')}\n"  # any build in range
+    assert torch_line in out.getvalue() and "All" in out.getvalue()
+
+
+def test_installed_torch_is_inside_pyproject_range(rows):
+    # Whichever build is installed (the tested CPU one, or a CUDA one the Makefile reused), it
+    # must satisfy pyproject's range; a local label (+cpu, +cu124) counts as its release, as in
+    # envcheck.check_requirement.
+    row = next(r for r in rows if r.name == "torch")
+    assert row.required == str(TORCH_REQ.specifier)
+    assert row.found == envcheck.installed_version("torch")
+    assert Version(row.found).public == Version(torch.__version__).public
+    assert TORCH_REQ.specifier.contains(Version(row.found).public, prereleases=True), (
+        f"torch {row.found} is outside pyproject's {TORCH_REQ.specifier}")
+    assert row.ok
+
+
+def test_a_reused_cuda_torch_in_range_passes(monkeypatch):
+    # What the Makefile does on a GPU machine: keep the system's CUDA torch, whatever its version
+    # in the range. The oldest release the range allows, as a CUDA build, must be reported OK.
+    oldest = next(s.version for s in TORCH_REQ.specifier if s.operator == ">=")
+    cuda_build = f"{oldest}+cu121"
+    real = envcheck.installed_version
+    monkeypatch.setattr(envcheck, "installed_version",
+                        lambda name: cuda_build if name == "torch" else real(name))
+    rows = envcheck.check_environment(fetch=False, hardware=False)
+    row = next(r for r in rows if r.name == "torch")
+    assert row.ok and envcheck.format_row(row) == f"[OK]   torch {cuda_build}"
 
 
 def test_every_pyproject_pin_is_checked_once(rows):
@@ -78,12 +112,18 @@ def test_wrong_version_fails_and_says_both_versions():
 
 
 def test_torch_accepts_cuda_builds_in_range_and_never_suggests_a_bare_install():
-    req = Requirement("torch>=2.4,<=2.14.1")
-    assert envcheck.check_requirement(req, found="2.13.0+cu124").ok
-    assert envcheck.check_requirement(req, found="2.13.0+cpu").ok
-    old = envcheck.check_requirement(req, found="2.3.1")
+    assert envcheck.check_requirement(TORCH_REQ, found=f"{TESTED_TORCH}+cu124").ok
+    assert envcheck.check_requirement(TORCH_REQ, found=f"{TESTED_TORCH}+cpu").ok
+    old = envcheck.check_requirement(TORCH_REQ, found="1.13.1+cu117")
     assert not old.ok
-    assert 'pip install "torch==2.13.0"' in old.fix and "CUDA build" in old.fix
+    assert f'pip install "torch=={TESTED_TORCH}"' in old.fix and "CUDA build" in old.fix
+    assert str(TORCH_REQ.specifier) in old.fix
+
+
+def test_torch_fix_without_the_checkouts_pyproject_still_names_no_bare_install(monkeypatch):
+    monkeypatch.setattr(envcheck, "effkit_pyproject", lambda: None)
+    fix = envcheck.check_requirement(TORCH_REQ, found="1.13.1").fix
+    assert "tested-torch" in fix and 'pip install "torch"' not in fix and "CUDA build" in fix
 
 
 def test_unparseable_version_is_a_failure_not_a_crash():
@@ -91,10 +131,10 @@ def test_unparseable_version_is_a_failure_not_a_crash():
 
 
 def test_old_python_fails():
-    row = envcheck.check_python(">=3.10", "3.9.18")
+    row = envcheck.check_python(">=3.11", "3.10.14")
     assert not row.ok and "PYTHON=python3.11" in row.fix
-    assert envcheck.format_row(row).startswith("[FAIL] python: found 3.9.18, need >=3.10")
-    assert envcheck.check_python(">=3.10", "3.12.1").ok
+    assert envcheck.format_row(row).startswith("[FAIL] python: found 3.10.14, need >=3.11")
+    assert envcheck.check_python(">=3.11", "3.12.1").ok
 
 
 def test_model_folder_missing_or_incomplete(tmp_path):

@@ -1,4 +1,4 @@
-"""effkit.lora: the layer's maths, add_lora on the real MiniLM, merge, save/load, bad input, and peft."""
+"""effkit.peft.lora: the layer's maths, add_lora on the real MiniLM, merge, save/load, bad input, and peft."""
 import copy
 import math
 
@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 import effkit as ek
-from effkit.lora import (LoRALinear, add_lora, find_modules, load_lora, lora_layers, merge_lora,
+from effkit.targets import find_modules
+from effkit.peft.lora import (LoRALinear, add_lora, load_lora, lora_layers, merge_lora,
                          save_lora, unmerge_lora)
 from effkit.measure import count_parameters
 
@@ -244,10 +245,10 @@ def test_same_as_peft(minilm, batch):
     torch.testing.assert_close(ours_out, logits(peft_model, batch), rtol=1e-5, atol=1e-6)
 
 
-# ---------------------------------------------------------------- rank explorer (effkit.widgets)
+# ---------------------------------------------------------------- rank explorer (effkit.peft.rank_explorer)
 def test_lora_budget_matches_add_lora(model):
-    from effkit.lora import lora_parameter_count
-    from effkit.widgets import LORA_TARGETS, full_budget, lora_budget
+    from effkit.peft.lora import lora_parameter_count
+    from effkit.peft.rank_explorer import LORA_TARGETS, full_budget, lora_budget
 
     for targets in LORA_TARGETS.values():
         budget = lora_budget(model, targets, 4)
@@ -269,7 +270,7 @@ def ek_batch(model):
 
 
 def test_rank_explorer_slider_changes_figure(model):
-    from effkit.widgets import LORA_TARGETS, rank_explorer
+    from effkit.peft.rank_explorer import LORA_TARGETS, rank_explorer
 
     box = rank_explorer(model, r=8, target_names=tuple(LORA_TARGETS))
     fig = box.figure
@@ -289,7 +290,8 @@ def test_rank_explorer_slider_changes_figure(model):
 def test_rank_explorer_trains_a_missing_rank_once_and_caches_it(minilm, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from effkit.widgets import RankSweep, rank_explorer, sweep_config
+    from effkit.peft.rank_explorer import RankSweep, rank_explorer
+    from effkit.recipes import rank_sweep as sweep_config
 
     monkeypatch.setenv("EFFKIT_CACHE", str(tmp_path))
     _, tokenizer = ek.models.load_encoder("sequence", 2)
@@ -309,7 +311,7 @@ def test_rank_explorer_trains_a_missing_rank_once_and_caches_it(minilm, tmp_path
 
 
 def test_rank_slider_figure_has_a_step_per_rank(model):
-    from effkit.widgets import RANKS, rank_slider_figure
+    from effkit.peft.rank_explorer import RANKS, rank_slider_figure
 
     fig = rank_slider_figure(model)
     steps = fig.layout.sliders[0].steps
@@ -321,7 +323,7 @@ def test_rank_slider_figure_has_a_step_per_rank(model):
 
 
 def test_rank_explorer_bad_input(model):
-    from effkit.widgets import rank_figure
+    from effkit.peft.rank_explorer import rank_figure
 
     with pytest.raises(ValueError, match=r"r must be one of \(1, 2, 4"):
         rank_figure(model, r=3)

@@ -1,4 +1,4 @@
-"""effkit.peft_methods on the real MiniLM: trainable counts, adapters start as identity, bad input."""
+"""effkit.peft.methods and the techniques of effkit.compare on the real MiniLM: trainable counts, adapters start as identity, bad input."""
 import copy
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 import effkit as ek
 from effkit.measure import count_parameters
-from effkit.peft_methods import BottleneckAdapter, WithAdapter, add_adapters, bitfit, head_only
+from effkit.peft.methods import BottleneckAdapter, WithAdapter, add_adapters, bitfit, head_only
 
 HIDDEN, FFN, LAYERS = 384, 1536, 6
 HEAD = HIDDEN * 2 + 2
@@ -38,8 +38,8 @@ def test_bitfit_counts_every_bias(model):
     names = bitfit(model)
     # per layer: q, k, v, attn-out (4 x 384), ffn-in 1536, ffn-out 384, two LayerNorm biases
     per_layer = 4 * HIDDEN + FFN + HIDDEN + 2 * HIDDEN
-    embeddings_ln, pooler = HIDDEN, HIDDEN
-    expected = LAYERS * per_layer + embeddings_ln + pooler + HEAD
+    embeddings_ln = HIDDEN      # the mean pooler has no parameters (effkit.models.MeanPooler)
+    expected = LAYERS * per_layer + embeddings_ln + HEAD
     assert count_parameters(model, trainable_only=True) == expected
     assert all(n.endswith(".bias") or n.startswith("classifier") for n in names)
     assert not model.bert.encoder.layer[0].attention.self.query.weight.requires_grad
@@ -88,30 +88,30 @@ def test_adapters_twice_and_bad_sites(model):
 
 
 @pytest.mark.parametrize("method, expected", [
-    ("full", 22_713_986),
+    ("full", 22_566_146),      # MiniLM with the mean pooler and a 2-class head
     ("lora", 74_498),
     ("peft-lora", 74_498),
     ("head-only", HEAD),
 ])
-def test_apply_method_counts(minilm, method, expected):
-    from effkit.peft_methods import apply_method
+def test_technique_counts(minilm, method, expected):
+    from effkit.compare import technique
 
-    model = apply_method(copy.deepcopy(minilm[0]), method)
+    model = technique(method).prepare(copy.deepcopy(minilm[0]))
     assert count_parameters(model, trainable_only=True) == expected
     torch.testing.assert_close(logits(model.eval(), minilm[1]), logits(minilm[0], minilm[1]))
 
 
-def test_apply_method_rejects_unknown(model):
-    from effkit.peft_methods import apply_method
+def test_unknown_technique_lists_the_registered_ones():
+    from effkit.compare import technique
 
-    with pytest.raises(ValueError, match=r"method must be one of \('full', 'lora'"):
-        apply_method(model, "prefix-tuning")
+    with pytest.raises(ValueError, match=r"unknown technique 'prefix-tuning'; registered: .*'bitfit'.*'lora'"):
+        technique("prefix-tuning")
 
 
 def test_save_trainable_holds_only_trainable(model, tmp_path):
     from safetensors.torch import load_file
 
-    from effkit.peft_methods import save_trainable
+    from effkit.compare import save_trainable
 
     bitfit(model)
     size = save_trainable(model, tmp_path / "bitfit.safetensors")
@@ -126,20 +126,21 @@ def test_save_trainable_holds_only_trainable(model, tmp_path):
 def test_train_and_measure_row_and_cache(minilm, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from effkit import baselines
-    from effkit.peft_methods import default_config, train_and_measure
+    from effkit import baselines, recipes
+    from effkit.compare import train_and_measure
 
     monkeypatch.setenv("EFFKIT_CACHE", str(tmp_path))
-    config = replace(default_config(), max_steps=2, batch_size=8)
+    config = replace(recipes.peft(), max_steps=2, batch_size=8)
     _, tok = ek.models.load_encoder("sequence", 2)
-    loaders = baselines.sentiment_loaders(tok, config, {"train": 16, "dev": 8, "test": 8})
-    key = {"test": "tiny"}
-    row = train_and_measure(minilm[0], "bitfit", loaders, config, cache_key=key)
+    sizes = {"train": 16, "dev": 8, "test": 8}
+    loaders = baselines.sentiment_loaders(tok, config, sizes)
+    key = baselines.data_spec("sequence", sizes)
+    row = train_and_measure(minilm[0], "bitfit", loaders, config, data=key)
     assert row["trainable"] == count_parameters(row.pop("model"), trainable_only=True)
     assert row["gradients"] == 4 * row["trainable"]
     assert row["optimizer_state"] > 8 * row["trainable"]
     assert row["activations"] > 0 and row["step_seconds"] > 0 and not row["from_cache"]
     assert 0 <= row["test_accuracy"] <= 1 and row["saved_bytes"] > 4 * row["trainable"]
-    again = train_and_measure(minilm[0], "bitfit", loaders, config, cache_key=key)
+    again = train_and_measure(minilm[0], "bitfit", loaders, config, data=key)
     assert again["from_cache"] and again["test_accuracy"] == row["test_accuracy"]
     assert all(p.requires_grad for p in minilm[0].parameters()), "the base model must not change"

@@ -1,11 +1,11 @@
-"""effkit.qlora: NF4 frozen base + LoRA adapters, gradients, memory, errors."""
+"""effkit.peft.qlora: NF4 frozen base + LoRA adapters, gradients, memory, errors."""
 import copy
 
 import pytest
 import torch
 
 import effkit as ek
-from effkit import qlora
+from effkit.peft import qlora
 
 
 @pytest.fixture(scope="module")
@@ -116,17 +116,21 @@ def test_qlora_errors_are_clear(encoder):
 def test_train_and_measure_reports_the_nf4_base_and_caches(encoder, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from effkit import baselines, peft_methods
+    from effkit import baselines, recipes
+    from effkit.compare import technique, train_and_measure
 
     monkeypatch.setenv("EFFKIT_CACHE", str(tmp_path))
-    config = replace(peft_methods.default_config(), max_steps=2, batch_size=8)
-    loaders = baselines.sentiment_loaders(encoder[1], config, {"train": 16, "dev": 8, "test": 8})
-    row = qlora.train_and_measure(encoder[0], loaders, config, cache_key={"test": "tiny"}, timing_repeats=1)
-    lora_only = peft_methods.apply_method(copy.deepcopy(encoder[0]), "lora")
+    config = replace(recipes.peft(), max_steps=2, batch_size=8)
+    sizes = {"train": 16, "dev": 8, "test": 8}
+    loaders = baselines.sentiment_loaders(encoder[1], config, sizes)
+    data = baselines.data_spec("sequence", sizes)
+    row = train_and_measure(encoder[0], "qlora", loaders, config, data=data, timing_repeats=1)
+    nf4 = qlora.quantized_layer_bytes(row["model"])
+    lora_only = technique("lora").prepare(copy.deepcopy(encoder[0]))
     assert row["trainable"] == ek.measure.count_parameters(lora_only, True)
-    assert row["quantized_bytes"] / row["quantized_fp32_bytes"] < 0.15
+    assert nf4["quantized_bytes"] / nf4["quantized_fp32_bytes"] < 0.15
     assert row["weights"] < ek.measure.count_parameters(encoder[0]) * 4 * 0.6
     assert not row["from_cache"] and len(row["evals"]) >= 1
-    again = qlora.train_and_measure(encoder[0], loaders, config, cache_key={"test": "tiny"}, timing_repeats=1)
+    again = train_and_measure(encoder[0], "qlora", loaders, config, data=data, timing_repeats=1)
     assert again["from_cache"] and again["test_accuracy"] == row["test_accuracy"]
-    assert again["quantized_bytes"] == row["quantized_bytes"]
+    assert qlora.quantized_layer_bytes(again["model"]) == nf4

@@ -339,8 +339,9 @@ def test_quantize_model_targets_and_skip(encoder):
     assert len(report.replaced) == 6 * 4
     assert all(".attention." in r["name"] for r in report.replaced)
     assert isinstance(qmodel.bert.encoder.layer[0].intermediate.dense, nn.Linear)
-    report = Q.quantize_model(copy.deepcopy(model), "nf4", skip=("classifier", "pooler"))
-    assert report.skipped == ["bert.pooler.dense", "classifier"]
+    report = Q.quantize_model(copy.deepcopy(model), "nf4", skip=("classifier", "layer.0.attention.self"))
+    assert report.skipped == [f"bert.encoder.layer.0.attention.self.{n}" for n in ("query", "key", "value")] \
+        + ["classifier"]
 
 
 # ---------------------------------------------------------------- bad input
@@ -412,5 +413,5 @@ def test_unsupported_modules_are_named(encoder):
         Q.quantize_model(model, "affine")
     with pytest.raises(ValueError, match=r"method='nf4' is 4-bit by definition, got bits=8"):
         Q.quantize_model(model, "nf4", 8)
-    with pytest.raises(ValueError, match=r"no module of the model matches targets=\('nope',\)"):
+    with pytest.raises(ValueError, match=r"target 'nope' matches no module of BertForSequenceClassification"):
         Q.quantize_model(model, "int8", targets=("nope",))

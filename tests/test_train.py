@@ -250,14 +250,14 @@ def test_evaluate_token_reports_entities_per_type():
 
 
 def test_baseline_trains_once_then_loads_from_cache(tmp_path, monkeypatch):
-    from effkit import baselines
+    from effkit import baselines, recipes
 
     monkeypatch.setenv("EFFKIT_CACHE", str(tmp_path))
-    monkeypatch.setattr(baselines, "data_sizes", lambda task: {"train": 8, "dev": 8, "test": 8})
+    monkeypatch.setattr(recipes, "data_sizes", lambda task: {"train": 8, "dev": 8, "test": 8})
     config = TrainConfig(epochs=1, batch_size=8, max_length=32, max_steps=1)
-    model, tok, first = train.sentiment_baseline(config, progress=False)
+    model, tok, first = baselines.sentiment_baseline(config, progress=False)
     assert not first["from_cache"] and first["history"]["steps"] == 1
-    again, _, second = train.sentiment_baseline(config, progress=False)
+    again, _, second = baselines.sentiment_baseline(config, progress=False)
     assert second["from_cache"] and second["test"] == first["test"]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 

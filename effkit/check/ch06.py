@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import nf4 as _nf4
-from .. import quant as _quant
+from ..quant import nf4 as _nf4
+from ..quant import affine as _quant
 from ._core import fail, passed
 
 SCHEMES = ("symmetric", "asymmetric")

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from .sizes import count_parameters, tensor_bytes
-from .timing import _check_count
+from ..evaluate import PRECISIONS, autocast_context  # the one place autocast is configured
+from .timing import check_count
 
 
 # ---------------------------------------------------------------- memory of a training step
@@ -16,7 +17,6 @@ from .timing import _check_count
 # the optimizer's state (AdamW: two moments per trainable weight) and the activations that the
 # forward pass saves for the backward pass. The first three depend on the model only; the
 # activations grow with batch size x sequence length.
-PRECISIONS = ("fp32", "bf16", "fp16")
 MEMORY_PARTS = ("weights", "gradients", "optimizer_state", "weight_copies", "activations")
 
 
@@ -96,7 +96,6 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _forward_loss(model: nn.Module, batch, precision: str) -> torch.Tensor:
-    from ..evaluate import autocast_context  # the one place autocast is configured
 
     dev = _model_device(model)
     batch = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch.items()}
@@ -250,8 +249,8 @@ def fixed_length_batch(split, tokenizer, length: int, batch_size: int, seed: int
     depend on the padded shape, not on how many tokens are real, so measurements at a given
     length use a batch of exactly that shape.
     """
-    _check_count("length", length, 2)
-    _check_count("batch_size", batch_size, 1)
+    check_count("length", length, 2)
+    check_count("batch_size", batch_size, 1)
     if len(split) < batch_size:
         raise ValueError(f"the split has {len(split)} examples, fewer than batch_size={batch_size}")
     rows = split.take(batch_size, seed=seed)

@@ -6,7 +6,7 @@ from collections import Counter
 import torch
 from torch import nn
 
-from ..quant import pack_bits
+from ..bitpack import pack_bits
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

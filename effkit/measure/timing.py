@@ -8,7 +8,7 @@ import torch
 
 
 # ---------------------------------------------------------------- step time
-def _check_count(name: str, value, minimum: int) -> None:
+def check_count(name: str, value, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
@@ -43,8 +43,8 @@ def step_time(fn, warmup: int = 2, repeats: int = 5) -> dict:
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable (a function running one step), got {type(fn).__name__}")
-    _check_count("warmup", warmup, 0)
-    _check_count("repeats", repeats, 1)
+    check_count("warmup", warmup, 0)
+    check_count("repeats", repeats, 1)
     for _ in range(warmup):
         _timed(fn)
     return _summary([_timed(fn) for _ in range(repeats)])
@@ -62,8 +62,8 @@ def compare_step_times(fns: dict, warmup: int = 2, repeats: int = 5) -> dict[str
     for name, fn in fns.items():
         if not callable(fn):
             raise TypeError(f"fns[{name!r}] must be callable, got {type(fn).__name__}")
-    _check_count("warmup", warmup, 0)
-    _check_count("repeats", repeats, 1)
+    check_count("warmup", warmup, 0)
+    check_count("repeats", repeats, 1)
     for _ in range(warmup):
         for fn in fns.values():
             _timed(fn)

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from .ptq import PTQSpec, accuracy_and_latency, quantized_copy
-from .quant import GRANULARITIES, quantize
-from .quant_layers import QuantLinear
+from .affine import GRANULARITIES, quantize
+from .layers import QuantLinear
 
 
 # ================================================================ the explorer: pure data
@@ -122,11 +122,11 @@ def bits_explorer(model: nn.Module, loader, layer: str = "bert.encoder.layer.0.i
     Needs a running kernel; the book shows :func:`bits_slider_figure` instead."""
     import ipywidgets as W
 
-    from .widgets import _has_anywidget, _show_in
+    from ..ui import has_anywidget, show_in
 
     weight = model.get_submodule(layer).weight
     fp32 = accuracy_and_latency(model, loader)["accuracy"]
-    live = _has_anywidget()
+    live = has_anywidget()
     bits_w = W.IntSlider(value=bits, min=2, max=8, description="bits")
     method_w = W.Dropdown(options=["affine", "nf4"], value="affine", description="method")
     gran_w = W.Dropdown(options=list(GRANULARITIES), value="channel", description="granularity")
@@ -153,12 +153,12 @@ def bits_explorer(model: nn.Module, loader, layer: str = "bert.encoder.layer.0.i
         update_explorer(fig, data_for(current_spec()))
         status.value = ""
         if not live:
-            _show_in(view, fig)
+            show_in(view, fig)
 
     for w in (bits_w, method_w, gran_w, group_w):
         w.observe(redraw, names="value")
     if not live:
-        _show_in(view, fig)
+        show_in(view, fig)
     box = W.VBox([W.HBox([bits_w, method_w]), W.HBox([gran_w, group_w, status]), view])
     box.figure, box.bits, box.method, box.granularity, box.group_size = fig, bits_w, method_w, gran_w, group_w
     return box

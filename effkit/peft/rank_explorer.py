@@ -1,12 +1,21 @@
-"""Explorers: move a slider, watch memory and accuracy move (ipywidgets + plotly FigureWidget).
+"""The LoRA rank explorer (chapter 04): move the rank, watch memory and accuracy move.
 
-Live widgets need a running kernel, so each explorer also has a static plotly figure with a
-slider over a precomputed sweep, for the book.
+The memory bars are counted exactly, with no training. The accuracy comes from a
+:class:`RankSweep`: short LoRA runs through :func:`effkit.compare.train_and_measure`, each cached.
+Live widgets need a running kernel, so the book shows :func:`rank_slider_figure`, a static plotly
+figure with a slider over the precomputed sweep.
 """
 from __future__ import annotations
 
-# ================================================================ LoRA rank explorer (chapter 04)
 from torch import nn
+
+from .. import recipes
+from ..baselines import data_spec, sentiment_loaders
+from ..compare import train_and_measure
+from ..measure import count_parameters, tensor_bytes
+from ..targets import find_modules
+from ..ui import has_anywidget, show_in
+from .lora import lora_parameter_count
 
 RANKS = (1, 2, 4, 8, 16, 32, 64)
 # Where LoRA goes: the original paper's choice, every attention projection, and everything.
@@ -28,9 +37,6 @@ def lora_budget(model: nn.Module, targets, r: int, head=("classifier",)) -> dict
     per trainable number, plus AdamW's 4-byte step counter per trainable tensor; the adapter file
     holds the trainable numbers (A, B and the head). ``model`` is not changed.
     """
-    from .lora import find_modules, lora_parameter_count
-    from .measure import count_parameters, tensor_bytes
-
     added = lora_parameter_count(model, targets, r)
     modules = dict(model.named_modules())
     head_params = [p for name in find_modules(model, head) for p in modules[name].parameters()]
@@ -44,8 +50,6 @@ def lora_budget(model: nn.Module, targets, r: int, head=("classifier",)) -> dict
 
 def full_budget(model: nn.Module) -> dict:
     """The same parts for full fine-tuning (every parameter trains; the 'adapter' is the model)."""
-    from .measure import count_parameters, tensor_bytes
-
     n = count_parameters(model)
     tensors = len(list(model.parameters()))
     return {"r": None, "trainable": n, "trainable_pct": 100.0, "weights": tensor_bytes(model),
@@ -70,52 +74,27 @@ def _check_target_names(names) -> list[str]:
 
 
 # ---------------------------------------------------------------- accuracy: a small, cached sweep
-def sweep_config():
-    """The short LoRA run behind each accuracy point (fast: 4 steps; full: 100 steps of 16 reviews,
-    under a minute on two CPU cores). Same learning rate as chapter 04's table, alpha = 2r."""
-    from .config import pick
-    from .train import TrainConfig
-
-    return pick(fast=TrainConfig(lr=1e-3, epochs=1, batch_size=16, max_length=48, max_steps=4, patience=3),
-                full=TrainConfig(lr=1e-3, epochs=1, batch_size=16, max_length=48, max_steps=100,
-                                 eval_every=50, patience=3))
-
-
-def sweep_sizes() -> dict:
-    """The seeded Rotten Tomatoes subsets of the sweep (accuracy is read on the test subset)."""
-    from .config import pick
-
-    return pick(fast={"train": 64, "dev": 32, "test": 32}, full={"train": 1600, "dev": 400, "test": 400})
-
-
 class RankSweep:
     """LoRA at (target choice, rank), each trained once on a small subset and cached.
 
     ``point(name, r)`` trains the run (or loads it from the cache) and returns its row from
-    ``peft_methods.train_and_measure``; ``accuracy(name)`` is ``{r: test-subset accuracy}`` of
+    ``effkit.compare.train_and_measure``; ``accuracy(name)`` is ``{r: test-subset accuracy}`` of
     the points known so far. Every point starts from the same pretrained ``model``.
     """
 
     def __init__(self, model: nn.Module, tokenizer, config=None, sizes: dict | None = None):
-        from .baselines import sentiment_loaders
-        from .config import profile
-        from .models import DEFAULT_MODEL
-
-        self.model, self.config = model, config or sweep_config()
-        self.sizes = sizes or sweep_sizes()
+        self.model, self.config = model, config or recipes.rank_sweep()
+        self.sizes = sizes or recipes.rank_sweep_sizes()
         self.loaders = sentiment_loaders(tokenizer, self.config, self.sizes)
-        self.cache_key = {"profile": profile(), "data_sizes": self.sizes, "model": DEFAULT_MODEL,
-                          "sweep": "rank explorer", "recipe_version": 1}
         self.points: dict[tuple[str, int], dict] = {}
 
     def point(self, name: str, r: int, progress: bool = True) -> dict:
-        from .peft_methods import train_and_measure
-
         _check_rank(r)
         _check_target_names([name])
         if (name, r) not in self.points:
-            row = train_and_measure(self.model, "lora", self.loaders, self.config, label=f"LoRA r={r} on {name}",
-                                    cache_key=self.cache_key, timing_repeats=1, progress=progress,
+            row = train_and_measure(self.model, "lora", self.loaders, self.config,
+                                    data=data_spec("sequence", self.sizes), label=f"LoRA r={r} on {name}",
+                                    timing_repeats=1, progress=progress,
                                     r=r, alpha=2 * r, targets=LORA_TARGETS[name])
             del row["model"]
             self.points[(name, r)] = row
@@ -218,7 +197,7 @@ def rank_explorer(model: nn.Module, r: int = 8, sweep: RankSweep | None = None,
     """
     import ipywidgets as W
 
-    live = _has_anywidget()
+    live = has_anywidget()
     names = _check_target_names(target_names)
     slider = W.SelectionSlider(options=list(RANKS), value=r, description="rank r")
     choice = W.SelectMultiple(options=list(LORA_TARGETS), value=tuple(names), description="targets", rows=3)
@@ -242,31 +221,15 @@ def rank_explorer(model: nn.Module, r: int = 8, sweep: RankSweep | None = None,
         train_missing()
         update_rank_figure(fig, model, slider.value, choice.value, sweep)
         if not live:
-            _show_in(view, fig)
+            show_in(view, fig)
 
     slider.observe(redraw, names="value")
     choice.observe(redraw, names="value")
     if not live:
-        _show_in(view, fig)
+        show_in(view, fig)
     box = W.VBox([W.HBox([slider, choice]), training, view])
     box.figure, box.slider, box.choice = fig, slider, choice  # handles for tests and readers
     return box
-
-
-def _has_anywidget() -> bool:
-    try:
-        import anywidget  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _show_in(output, fig) -> None:
-    from IPython.display import display
-
-    with output:
-        output.clear_output(wait=True)
-        display(fig)
 
 
 def rank_slider_figure(model: nn.Module, ranks=RANKS, target_names=("query, value",), r: int = 8,

@@ -19,8 +19,8 @@ The codes are really packed: 8-bit codes in int8 (symmetric) or uint8 (asymmetri
 bits densely into uint8 (two 4-bit codes per byte, four 2-bit codes, 3 bits across byte borders).
 ``QuantizedTensor.stored_bytes()`` adds up the bytes of the tensors it holds, nothing else.
 
-The NF4 data type lives in ``effkit.nf4``, quantized layers and LLM.int8() in
-``effkit.quant_layers``; their public names are reachable from here too (``ek.quant.quantize_nf4``).
+Bit packing itself (``pack_bits`` / ``unpack_bits``) is core code in ``effkit.bitpack``; the NF4
+data type lives in ``effkit.quant.nf4``, quantized layers and LLM.int8() in ``effkit.quant.layers``.
 """
 from __future__ import annotations
 
@@ -28,22 +28,13 @@ from dataclasses import dataclass
 
 import torch
 
+from ..bitpack import check_bits, pack_bits, unpack_bits  # noqa: F401  (re-exported: ek.quant.pack_bits)
+
 SCHEMES = ("symmetric", "asymmetric")
 GRANULARITIES = ("tensor", "channel", "group")
-MIN_BITS, MAX_BITS = 2, 8
 
 
 # ---------------------------------------------------------------- checking inputs
-def check_bits(bits) -> int:
-    """``bits`` must be a Python int in [2, 8]; anything else is a clear ValueError/TypeError."""
-    if isinstance(bits, bool) or not isinstance(bits, int):
-        raise TypeError(f"bits must be an integer in [{MIN_BITS}, {MAX_BITS}], got {bits!r} "
-                        f"({type(bits).__name__})")
-    if not MIN_BITS <= bits <= MAX_BITS:
-        raise ValueError(f"bits must be an integer in [{MIN_BITS}, {MAX_BITS}], got {bits}")
-    return bits
-
-
 def check_float_tensor(w, what: str = "w") -> torch.Tensor:
     """Quantizers take floating-point tensors (fp32, fp16, bf16 ...), nothing else."""
     if not isinstance(w, torch.Tensor):
@@ -128,54 +119,6 @@ def quantize_rows(rows, scale, zero, bits: int, scheme: str) -> torch.Tensor:
 def dequantize_rows(codes, scale, zero) -> torch.Tensor:
     """``(q - zero) * scale`` in float32, row by row."""
     return (codes.float() - zero[:, None].float()) * scale[:, None]
-
-
-# ---------------------------------------------------------------- packing codes into bytes
-def pack_bits(values: torch.Tensor, bits: int) -> torch.Tensor:
-    """Pack unsigned integers in [0, 2^bits) densely, most significant bits first, into uint8.
-
-    ``n`` values take ``ceil(n * bits / 8)`` bytes. 2 and 4 bits fill whole bytes (four or two
-    codes, the first in the high bits: the layout bitsandbytes uses for 4 bits); 3, 5, 6 and 7
-    bits are written as one bit stream, so a code may straddle two bytes.
-    """
-    check_bits(bits)
-    if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
-        raise TypeError(f"pack_bits needs an integer tensor of codes, got dtype {values.dtype}")
-    v = values.reshape(-1).to(torch.int32)
-    if v.numel() and (v.min() < 0 or v.max() >= 2 ** bits):
-        raise ValueError(f"pack_bits needs values in [0, {2 ** bits - 1}] for {bits} bits, "
-                         f"got range [{int(v.min())}, {int(v.max())}]")
-    if bits == 8:
-        return v.to(torch.uint8)
-    if 8 % bits:                                   # 3, 5, 6, 7: expand to bits, regroup by 8
-        v = ((v[:, None] >> _msb_first(bits, v.device)) & 1).reshape(-1)
-        bits = 1
-    per_byte = 8 // bits
-    v = torch.nn.functional.pad(v, (0, (-v.numel()) % per_byte)).reshape(-1, per_byte)
-    return (v << _msb_first(8, v.device)[bits - 1::bits]).sum(dim=1).to(torch.uint8)
-
-
-def unpack_bits(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
-    """Inverse of :func:`pack_bits`: the first ``count`` codes as int32 values in [0, 2^bits)."""
-    check_bits(bits)
-    if packed.dtype != torch.uint8:
-        raise TypeError(f"packed codes must be uint8, got {packed.dtype}")
-    if not 0 <= count <= packed.numel() * 8 // bits:
-        raise ValueError(f"count must be in [0, {packed.numel() * 8 // bits}] for {packed.numel()} bytes "
-                         f"of {bits}-bit codes, got {count}")
-    p = packed.reshape(-1).to(torch.int32)
-    if bits == 8:
-        return p[:count]
-    if 8 % bits:
-        stream = ((p[:, None] >> _msb_first(8, p.device)) & 1).reshape(-1)[: count * bits]
-        return (stream.reshape(count, bits) << _msb_first(bits, p.device)).sum(dim=1)
-    shifts = _msb_first(8, p.device)[bits - 1::bits]        # 4 bits: [4, 0]; 2 bits: [6, 4, 2, 0]
-    return ((p[:, None] >> shifts) & (2 ** bits - 1)).reshape(-1)[:count]
-
-
-def _msb_first(bits: int, device) -> torch.Tensor:
-    """Bit positions ``[bits-1, ..., 1, 0]``: the order codes are written in."""
-    return torch.arange(bits - 1, -1, -1, device=device, dtype=torch.int32)
 
 
 # ---------------------------------------------------------------- the quantized tensor
@@ -287,19 +230,3 @@ def analytic_bytes(numel: int, bits: int, n_scales: int, scale_bytes: int = 4,
                    zero_bytes: int = 0) -> float:
     """The floor a packing can reach: ``numel * bits / 8`` plus per-scale overhead."""
     return numel * bits / 8 + n_scales * (scale_bytes + zero_bytes)
-
-
-# The other quantizers of the chapter live next door and import this module, so they are
-# reached lazily: ``ek.quant.quantize_nf4`` is ``effkit.nf4.quantize_nf4``.
-_ELSEWHERE = {name: "nf4" for name in ("NF4Tensor", "nf4_levels", "quantize_nf4", "dequantize_nf4")}
-_ELSEWHERE.update({name: "quant_layers" for name in (
-    "QuantLinear", "QuantReport", "quantize_model", "int8_vectorwise", "outlier_columns",
-    "int8_matmul_with_outliers", "count_outlier_columns")})
-
-
-def __getattr__(name):
-    if name in _ELSEWHERE:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_ELSEWHERE[name]}", __package__), name)
-    raise AttributeError(f"module 'effkit.quant' has no attribute {name!r}")

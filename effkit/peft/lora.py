@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .files import atomic_path
+from ..compare import register
+from ..files import atomic_path
+from ..targets import as_patterns, find_modules, replace_module, set_trainable
 
 
 # ---------------------------------------------------------------- the layer
@@ -37,7 +38,7 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
-        _check_hyperparameters(r, alpha, dropout, base.in_features, base.out_features)
+        check_hyperparameters(r, alpha, dropout, base.in_features, base.out_features)
         self.base, self.r, self.alpha = base, r, alpha
         self.scaling = alpha / r
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -83,7 +84,7 @@ class LoRALinear(nn.Module):
         return f"r={self.r}, alpha={self.alpha}, merged={self.merged}"
 
 
-def _check_hyperparameters(r, alpha, dropout, in_features: int, out_features: int) -> None:
+def check_hyperparameters(r, alpha, dropout, in_features: int, out_features: int) -> None:
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         raise ValueError(f"r (the LoRA rank) must be an int >= 1, got {r!r}")
     if r > min(in_features, out_features):
@@ -96,79 +97,17 @@ def _check_hyperparameters(r, alpha, dropout, in_features: int, out_features: in
         raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
 
 
-# ---------------------------------------------------------------- finding modules by name
-def name_matches(name: str, pattern: str) -> bool:
-    """peft's rule: ``pattern`` is the full name, a dotted suffix of it, or a regex matching all of it.
-
-    ``"query"`` matches ``bert.encoder.layer.0.attention.self.query``;
-    ``r"bert\\.encoder\\.layer\\.[0-2]\\..*query"`` matches only the first three layers.
-    """
-    if name == pattern or name.endswith("." + pattern):
-        return True
-    try:
-        return re.fullmatch(pattern, name) is not None
-    except re.error:
-        return False
-
-
-def linear_name_summary(model: nn.Module) -> list[str]:
-    """The ``nn.Linear`` module names, layer numbers folded into ``*`` (``...layer.*.attention.self.query``)."""
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    return sorted(dict.fromkeys(re.sub(r"\.\d+\.", ".*.", n) for n in names))
-
-
-def find_modules(model: nn.Module, patterns, what: str = "target") -> list[str]:
-    """Names of the modules matched by ``patterns`` (a string or a list of strings).
-
-    Raises ValueError when a pattern matches nothing, listing the Linear names that do exist
-    (``what`` names the argument in that message).
-    """
-    patterns = _as_patterns(patterns, what)
-    names = [n for n, _ in model.named_modules() if n]
-    found = []
-    for pattern in patterns:
-        hits = [n for n in names if name_matches(n, pattern)]
-        if not hits:
-            raise ValueError(f"{what} {pattern!r} matches no module of {type(model).__name__}. "
-                             f"Its nn.Linear modules are: {', '.join(linear_name_summary(model))}")
-        found += [h for h in hits if h not in found]
-    return found
-
-
-def _as_patterns(patterns, what: str) -> list[str]:
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    patterns = list(patterns)
-    if not all(isinstance(p, str) and p for p in patterns):
-        raise TypeError(f"{what} must be a module-name string or a list of them, got {patterns!r}")
-    return patterns
-
-
-def set_trainable(model: nn.Module, trainable=()) -> list[str]:
-    """Freeze every parameter, then unfreeze those of the modules named by ``trainable``.
-
-    Returns the names of the unfrozen modules. LoRA A/B stay trainable only if the caller names
-    them; ``add_lora`` does.
-    """
-    names = find_modules(model, trainable, "trainable") if _as_patterns(trainable, "trainable") else []
-    model.requires_grad_(False)
-    modules = dict(model.named_modules())
-    for name in names:
-        modules[name].requires_grad_(True)
-    return names
-
-
 # ---------------------------------------------------------------- whole models
 def add_lora(model: nn.Module, targets, r: int = 8, alpha: float = 16, dropout: float = 0.0,
              trainable=("classifier",)) -> list[str]:
     """Wrap every ``nn.Linear`` matched by ``targets`` in a ``LoRALinear``, in place.
 
-    targets: module-name patterns (see ``name_matches``), e.g. ``["query", "value"]``.
+    targets: module-name patterns (``effkit.targets``: peft's rule), e.g. ``["query", "value"]``.
     trainable: modules that train in full beside the adapters (the new classifier head).
     Everything else is frozen. Returns the wrapped module names.
     """
     names = find_modules(model, targets)
-    if _as_patterns(trainable, "trainable"):
+    if as_patterns(trainable, "trainable"):
         find_modules(model, trainable, "trainable")
     modules = dict(model.named_modules())
     for name in names:  # check everything first, so a bad target leaves the model untouched
@@ -181,17 +120,15 @@ def add_lora(model: nn.Module, targets, r: int = 8, alpha: float = 16, dropout: 
             raise TypeError(f"target {name} is a {type(module).__name__}, not an nn.Linear; LoRA "
                             f"wraps Linear layers only. Linear layers inside it: "
                             f"{[f'{name}.{n}' for n in linears] or 'none'}")
-        _check_hyperparameters(r, alpha, dropout, module.in_features, module.out_features)
+        check_hyperparameters(r, alpha, dropout, module.in_features, module.out_features)
     set_trainable(model, trainable)
     _wrap(model, names, r, alpha, dropout)
     return names
 
 
 def _wrap(model: nn.Module, names: list[str], r: int, alpha: float, dropout: float) -> None:
-    modules = dict(model.named_modules())
     for name in names:
-        parent_name, _, child = name.rpartition(".")
-        setattr(modules[parent_name], child, LoRALinear(modules[name], r, alpha, dropout))
+        replace_module(model, name, LoRALinear(model.get_submodule(name), r, alpha, dropout))
 
 
 def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
@@ -303,6 +240,27 @@ def lora_parameter_count(model: nn.Module, targets, r: int) -> int:
             module = module.base
         if not isinstance(module, nn.Linear):
             raise TypeError(f"target {name} is a {type(module).__name__}, not an nn.Linear")
-        _check_hyperparameters(r, 1.0, 0.0, module.in_features, module.out_features)
+        check_hyperparameters(r, 1.0, 0.0, module.in_features, module.out_features)
         total += r * (module.in_features + module.out_features)
     return total
+
+
+# ---------------------------------------------------------------- as techniques of the harness
+@register("lora")
+def lora_technique(model: nn.Module, r: int = 8, alpha: float = 16, targets=("query", "value"),
+                   trainable=("classifier",)) -> nn.Module:
+    """effkit's LoRA (:func:`add_lora`) for :func:`effkit.compare.train_and_measure`."""
+    add_lora(model, list(targets), r=r, alpha=alpha, trainable=trainable)
+    return model
+
+
+@register("peft-lora")
+def peft_lora_technique(model: nn.Module, r: int = 8, alpha: float = 16, targets=("query", "value"),
+                        trainable=("classifier",)) -> nn.Module:
+    """The Hugging Face peft library's LoRA with the same settings. It returns a new wrapper
+    module (``PeftModel``), which is what must be trained."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(target_modules=list(targets), r=r, lora_alpha=alpha,
+                        modules_to_save=list(trainable))
+    return get_peft_model(model, config)

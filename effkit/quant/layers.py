@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..targets import find_modules, inside_any, replace_module
 from .nf4 import NF4Tensor, quantize_nf4
-from .quant import QuantizedTensor, check_float_tensor, dequantize, quantize
+from .affine import QuantizedTensor, check_float_tensor, dequantize, quantize
 
 METHODS = ("affine", "nf4", "int8")
 OUTLIER_THRESHOLD = 6.0
@@ -241,47 +242,38 @@ class QuantReport:
                 f"({self.ratio:.3f} of before); kept in float: {self.skipped or 'none'}")
 
 
-def name_matches(name: str, pattern: str) -> bool:
-    """True when ``pattern`` is a run of whole dotted components of ``name``
-    (``"classifier"`` or ``"attention.self.query"``, not ``"query"`` inside ``"queryx"``)."""
-    return f".{pattern}." in f".{name}."
-
-
 def quantize_model(model: nn.Module, method: str, bits: int | None = None, *,
                    targets: tuple[str, ...] | None = None, skip: tuple[str, ...] = ("classifier",),
-                   **options) -> QuantReport:
+                   layer_class: type[QuantLinear] = QuantLinear, **options) -> QuantReport:
     """Replace Linear layers of ``model`` in place with :class:`QuantLinear`; returns a report.
 
     method: ``affine`` (needs ``bits``; options scheme, granularity, group_size), ``nf4``
-    (blocksize, double_quant) or ``int8`` (threshold). targets: module names to quantize
-    (dotted components, default every nn.Linear); a target that is not an nn.Linear is a
-    TypeError naming its type. skip: names kept in float (the task head by default).
+    (blocksize, double_quant) or ``int8`` (threshold). targets: module names in peft's rule
+    (``effkit.targets``; a name of a container covers the Linear layers inside it), default
+    every nn.Linear. A target naming a leaf module that is not an nn.Linear is a TypeError.
+    skip: names kept in float (the task head by default). layer_class: a QuantLinear subclass
+    (QLoRA's NF4Linear).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if isinstance(skip, str) or (targets is not None and isinstance(targets, str)):
         raise TypeError("skip and targets are tuples of names, e.g. skip=('classifier',)")
-    report = QuantReport(method)
-    for name, module in list(model.named_modules()):
-        if not name or (targets is not None and not any(name_matches(name, t) for t in targets)):
-            continue
-        if not isinstance(module, nn.Linear):
-            # A target that names a leaf module of another type is a mistake worth an error;
-            # containers (a layer, "attention") and their non-Linear parts are simply passed over.
-            named = targets is not None and any(f".{name}".endswith(f".{t}") for t in targets)
-            if named and not any(True for _ in module.children()):
+    if targets is not None:
+        for name in find_modules(model, targets):      # ValueError if a target matches nothing
+            module = model.get_submodule(name)
+            if not isinstance(module, nn.Linear) and not any(True for _ in module.children()):
                 raise TypeError(f"{name} is of type {type(module).__name__}; quantize_model(method="
                                 f"{method!r}) supports nn.Linear only. Remove it from targets")
+    report = QuantReport(method)
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, nn.Linear) or (targets is not None and not inside_any(name, targets)):
             continue
-        if any(name_matches(name, s) for s in skip):
+        if skip and inside_any(name, skip):
             report.skipped.append(name)
             continue
-        layer = QuantLinear.from_linear(module, method, bits, **options)
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, layer)
+        layer = layer_class.from_linear(module, method, bits, **options)
+        replace_module(model, name, layer)
         float_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
         report.replaced.append({"name": name, "shape": tuple(module.weight.shape),
                                 "float_bytes": float_bytes, "stored_bytes": layer.stored_bytes()})
-    if targets is not None and not report.replaced and not report.skipped:
-        raise ValueError(f"no module of the model matches targets={targets}")
     return report

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .quant import (QuantizedTensor, StoredTensors, check_float_tensor, dequantize, pack_bits,
+from .affine import (QuantizedTensor, StoredTensors, check_float_tensor, dequantize, pack_bits,
                     quantize, unpack_bits)
 
 NF4_BITS = 4

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .quant import GRANULARITIES, check_bits
-from .quant_layers import QuantLinear, quantize_model
+from .affine import GRANULARITIES, check_bits
+from ..targets import inside_any
+from .layers import QuantLinear, quantize_model
 
 EFFKIT_METHODS = ("fp32", "affine", "nf4", "int8", "int8-no-outliers")
 LIBRARY_METHODS = ("bnb-int8", "bnb-nf4", "torchao-int8-weight", "torchao-int8-dynamic")
@@ -119,7 +120,7 @@ def quantized_copy(model: nn.Module, spec: PTQSpec) -> nn.Module:
         config = (Int8WeightOnlyConfig() if spec.method == "torchao-int8-weight"
                   else Int8DynamicActivationInt8WeightConfig())
         quantize_(twin, config, filter_fn=lambda m, name: isinstance(m, nn.Linear)
-                  and not any(s in name.split(".") for s in SKIP))
+                  and not inside_any(name, SKIP))
         return twin
     if spec.method == "affine":
         quantize_model(twin, "affine", spec.bits, skip=SKIP, scheme="symmetric",
@@ -136,7 +137,7 @@ def quantized_copy(model: nn.Module, spec: PTQSpec) -> nn.Module:
 def _bitsandbytes_copy(model: nn.Module, spec: PTQSpec) -> nn.Module:
     from transformers import AutoModelForSequenceClassification, BitsAndBytesConfig
 
-    from .models import _quiet_transformers
+    from ..models import MeanPooler, quiet_transformers, use_mean_pooling
 
     if spec.method == "bnb-int8":
         config = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(SKIP))
@@ -147,10 +148,12 @@ def _bitsandbytes_copy(model: nn.Module, spec: PTQSpec) -> nn.Module:
     # CUDA path: device_map={"": 0} puts the layers on the GPU and bitsandbytes uses its CUDA
     # kernels; on CPU we ask for device_map="cpu" explicitly.
     device_map = "cpu" if not torch.cuda.is_available() else {"": 0}
-    with tempfile.TemporaryDirectory() as folder, _quiet_transformers():
+    with tempfile.TemporaryDirectory() as folder, quiet_transformers():
         model.save_pretrained(folder)
         loaded = AutoModelForSequenceClassification.from_pretrained(
             folder, quantization_config=config, device_map=device_map)
+    if isinstance(getattr(model.base_model, "pooler", None), MeanPooler):
+        use_mean_pooling(loaded)     # a saved model forgets the pooler swap (it has no weights)
     return loaded.eval()
 
 
@@ -187,7 +190,7 @@ def linear_bytes(model: nn.Module, skip=SKIP) -> dict:
     """
     total = numel = layers = 0
     for name, m in model.named_modules():
-        if any(s in name.split(".") for s in skip):
+        if inside_any(name, skip):
             continue
         if isinstance(m, QuantLinear):
             total += m.stored_bytes()
@@ -208,7 +211,7 @@ def floor_bytes(model: nn.Module, spec: PTQSpec, skip=SKIP) -> float:
     fp32 biases. Compare with :func:`linear_bytes` of the quantized copy."""
     total = 0.0
     for name, m in model.named_modules():
-        if not isinstance(m, nn.Linear) or any(s in name.split(".") for s in skip):
+        if not isinstance(m, nn.Linear) or inside_any(name, skip):
             continue
         n, out = m.weight.numel(), m.out_features
         if spec.method == "fp32":
@@ -230,7 +233,7 @@ def floor_bytes(model: nn.Module, spec: PTQSpec, skip=SKIP) -> float:
 @torch.no_grad()
 def accuracy_and_latency(model: nn.Module, loader) -> dict:
     """Accuracy on ``loader`` and the mean wall time of one forward pass per batch (CPU or GPU)."""
-    from .evaluate import sequence_metrics
+    from ..evaluate import sequence_metrics
 
     model.eval()
     dev = next(model.parameters()).device

@@ -22,8 +22,10 @@ import math
 import torch
 from torch import nn
 
-from .lora import _check_hyperparameters, find_modules, set_trainable
-from .quant_layers import QuantLinear, QuantReport, name_matches
+from ..compare import register
+from ..quant.layers import QuantLinear, QuantReport, quantize_model
+from ..targets import find_linears, replace_module, set_trainable
+from .lora import check_hyperparameters
 
 
 class DequantizedMatmul(torch.autograd.Function):
@@ -59,7 +61,7 @@ class QLoRALinear(nn.Module):
 
     def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float = 0.0):
         super().__init__()
-        _check_hyperparameters(r, alpha, dropout, base.in_features, base.out_features)
+        check_hyperparameters(r, alpha, dropout, base.in_features, base.out_features)
         self.base, self.r, self.alpha, self.scaling = base, r, alpha, alpha / r
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.A = nn.Parameter(torch.empty(r, base.in_features))
@@ -77,19 +79,8 @@ class QLoRALinear(nn.Module):
 def quantize_base_nf4(model: nn.Module, skip=("classifier",), blocksize: int = 64,
                       double_quant: bool = True) -> QuantReport:
     """Replace every nn.Linear except ``skip`` with a frozen :class:`NF4Linear`, in place."""
-    report = QuantReport("nf4")
-    for name, module in list(model.named_modules()):
-        if not isinstance(module, nn.Linear):
-            continue
-        if any(name_matches(name, s) for s in skip):
-            report.skipped.append(name)
-            continue
-        layer = NF4Linear.from_linear(module, "nf4", blocksize=blocksize, double_quant=double_quant)
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, layer)
-        report.replaced.append({"name": name, "shape": tuple(module.weight.shape),
-                                "float_bytes": sum(p.numel() * p.element_size() for p in module.parameters()),
-                                "stored_bytes": layer.stored_bytes()})
+    report = quantize_model(model, "nf4", skip=tuple(skip), blocksize=blocksize,
+                            double_quant=double_quant, layer_class=NF4Linear)
     if not report.replaced:
         raise ValueError("the model has no nn.Linear layer to quantize (outside skip)")
     return report
@@ -104,18 +95,14 @@ def prepare_qlora(model: nn.Module, targets=("query", "value"), r: int = 8, alph
     Returns the :class:`QuantReport` of the base (``report.ratio``: stored bytes of the quantized
     layers over their fp32 bytes, about 4.127 / 32 with double quantization at block 64).
     """
-    names = find_modules(model, targets)        # check the targets before changing anything
-    modules = dict(model.named_modules())
+    names = find_linears(model, targets)        # check the targets before changing anything
     for name in names:
-        if not isinstance(modules[name], nn.Linear):
-            raise TypeError(f"target {name} is a {type(modules[name]).__name__}, not an nn.Linear")
-        _check_hyperparameters(r, alpha, dropout, modules[name].in_features, modules[name].out_features)
+        layer = model.get_submodule(name)
+        check_hyperparameters(r, alpha, dropout, layer.in_features, layer.out_features)
     set_trainable(model, trainable)             # freezes everything else
     report = quantize_base_nf4(model, trainable, blocksize, double_quant)
-    modules = dict(model.named_modules())
     for name in names:
-        parent, _, child = name.rpartition(".")
-        setattr(modules[parent], child, QLoRALinear(modules[name], r, alpha, dropout))
+        replace_module(model, name, QLoRALinear(model.get_submodule(name), r, alpha, dropout))
     return report
 
 
@@ -127,17 +114,19 @@ def base_weight_bytes(model: nn.Module) -> dict:
     return {"quantized": quantized, "float": every - quantized}
 
 
-def train_and_measure(base: nn.Module, loaders: dict, config, cache_key: dict | None = None,
-                      label: str = "QLoRA", timing_repeats: int = 3, **options) -> dict:
-    """Chapter 04's ``peft_methods.train_and_measure`` with method ``"qlora"``, plus
-    ``quantized_bytes`` / ``quantized_fp32_bytes``: the stored bytes of the NF4 base layers and
-    what the same layers take in fp32. ``options``: targets, r, alpha (as for LoRA)."""
-    from .peft_methods import train_and_measure as train_method
+def quantized_layer_bytes(model: nn.Module) -> dict:
+    """``{"quantized_bytes", "quantized_fp32_bytes"}``: the stored bytes of the NF4 base layers,
+    and what the same layers take in fp32 (4 bytes per weight and bias)."""
+    layers = [m for m in model.modules() if isinstance(m, QuantLinear)]
+    return {"quantized_bytes": sum(m.stored_bytes() for m in layers),
+            "quantized_fp32_bytes": sum(4 * (m.in_features * m.out_features
+                                             + (m.bias is not None) * m.out_features) for m in layers)}
 
-    row = train_method(base, "qlora", loaders, config, label=label, cache_key=cache_key,
-                       timing_repeats=timing_repeats, **options)
-    layers = [m for m in row["model"].modules() if isinstance(m, QuantLinear)]
-    row["quantized_bytes"] = sum(m.stored_bytes() for m in layers)
-    row["quantized_fp32_bytes"] = sum(4 * (m.in_features * m.out_features + (m.bias is not None) * m.out_features)
-                                      for m in layers)
-    return row
+
+@register("qlora")
+def qlora_technique(model: nn.Module, r: int = 8, alpha: float = 16, targets=("query", "value"),
+                    trainable=("classifier",)) -> nn.Module:
+    """:func:`prepare_qlora` for :func:`effkit.compare.train_and_measure`: chapter 04's LoRA
+    recipe on an NF4 base."""
+    prepare_qlora(model, targets, r=r, alpha=alpha, trainable=trainable)
+    return model
