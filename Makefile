@@ -51,10 +51,17 @@ book: install
 	@# so a shared cache would serve fast-profile outputs to a full-profile build.
 	profile=$${EFFKIT_PROFILE:-full}; \
 	EFFKIT_PROFILE=$$profile $(VENV)/bin/jupyter-book build book --path-output build/book-$$profile && \
-	echo && echo "Book built ($$profile profile). Open: file://$(CURDIR)/build/book-$$profile/_build/html/index.html"
+	echo && $(PY) -m effkit.tools.book_costs build/book-$$profile && \
+	echo "A cold full-profile build on 2 CPU cores is recorded in book/costs.json." && \
+	echo "Book built ($$profile profile). Open: file://$(CURDIR)/build/book-$$profile/_build/html/index.html"
 
+# The chapters are Jupytext .md files: .jupyter/labconfig/default_setting_overrides.json makes
+# "Jupytext Notebook" the default viewer of markdown, so a double-click opens them as notebooks.
+# JUPYTER_CONFIG_PATH adds that folder to Jupyter's config search path; the settings are
+# defaults, so the user's own JupyterLab settings still win, and nothing is written into it.
 lab: install
-	$(PY) -m jupyter lab $(ROOT_FLAG) --notebook-dir=$(CURDIR)
+	JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+	  $(PY) -m jupyter lab $(ROOT_FLAG) --notebook-dir=$(CURDIR)
 
 gpu-check: install
 	$(PY) -m pytest tests -m gpu -v

@@ -1,12 +1,17 @@
 """Benchmark: step time and memory of full fine-tuning, fp32 vs bf16 autocast, lengths 64 and 128.
 
     .venv/bin/python bench/ch02_memory_time.py [--steps 5] [--batch-size 32] [--warmup 2]
+    .venv/bin/python bench/ch02_memory_time.py --smoke   # seconds: checks the code path runs
 
 Every configuration runs in this one process on the packaged MiniLM and real Rotten Tomatoes
 batches, and is reported as a ratio to the fp32 / length-64 baseline measured in the same run.
 Timed steps take turns across the configurations (``compare_step_times``), so background load
 slows all of them alike. Memory comes from ``memory_breakdown`` (saved-tensor hooks), the same
 on CPU and GPU. This is a benchmark to run by hand, not a timed unit test.
+
+``--smoke`` runs the same four configurations on a batch of 2 real reviews with 1 timed step
+and no warm-up (any of the three options given explicitly still wins): its numbers are not
+a measurement, it only shows that the benchmark still runs (tests/test_bench.py).
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import platform
 import sys
 
 CONFIGS = [("fp32", 64), ("bf16", 64), ("fp32", 128), ("bf16", 128)]  # the first is the baseline
+DEFAULTS = {"steps": 5, "batch_size": 32, "warmup": 2}
+SMOKE = {"steps": 1, "batch_size": 2, "warmup": 0}
 
 
 def positive_int(text: str) -> int:
@@ -26,13 +33,19 @@ def positive_int(text: str) -> int:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=positive_int, default=5,
-                        help="timed training steps per configuration (default 5)")
-    parser.add_argument("--batch-size", type=positive_int, default=32,
-                        help="sequences per batch (default 32)")
-    parser.add_argument("--warmup", type=int, default=2,
-                        help="untimed steps per configuration first (default 2)")
+    parser.add_argument("--steps", type=positive_int, default=None,
+                        help="timed training steps per configuration (default 5; smoke 1)")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="sequences per batch (default 32; smoke 2)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps per configuration first (default 2; smoke 0)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few seconds' run of the same code path on the smallest inputs "
+                             "(not a measurement)")
     args = parser.parse_args(argv)
+    for name, value in (SMOKE if args.smoke else DEFAULTS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.warmup < 0:
         parser.error(f"--warmup must be >= 0, got {args.warmup}")
     return args
@@ -48,7 +61,8 @@ def main(argv=None) -> int:
     device = ek.device()
     print(f"device {device} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
           f"{platform.processor() or platform.machine()} | batch {args.batch_size} | "
-          f"{args.warmup} warm-up + {args.steps} timed steps per configuration")
+          f"{args.warmup} warm-up + {args.steps} timed steps per configuration"
+          + (" | SMOKE RUN: not a measurement" if args.smoke else ""))
     if device.type == "cuda":  # CUDA path
         print(torch.cuda.get_device_name(device))
 

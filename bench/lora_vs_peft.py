@@ -15,8 +15,15 @@ Usage (from the repository root)::
 
     EFFKIT_PROFILE=fast .venv/bin/python bench/lora_vs_peft.py            # ~2 min on 2 cores
     EFFKIT_PROFILE=full .venv/bin/python bench/lora_vs_peft.py             # 2 epochs, ~25 min
+    EFFKIT_PROFILE=fast .venv/bin/python bench/lora_vs_peft.py --smoke     # seconds
 
 The JSON result goes to ``--out`` (default ``<EFFKIT_RESULTS>/bench_lora_vs_peft_<profile>.json``).
+
+``--smoke`` runs every step above on 8 real train / dev / test reviews each, in batches of 4:
+2 optimizer steps, no warm-up, 1 timed step (``--steps``, ``--warmup``, ``--repeats`` given
+explicitly still win). Its numbers are not a measurement; it only shows that the bench still
+runs (tests/test_bench.py). Its JSON goes to ``--out`` or to a new temporary folder, never to
+``EFFKIT_RESULTS``, so it cannot overwrite a real result.
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ import argparse
 import copy
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -35,6 +43,8 @@ from effkit.files import atomic_write_json
 from effkit.train import evaluate, fit
 
 TARGETS, R, ALPHA = ("query", "value"), 8, 16
+SMOKE = {"steps": 2, "warmup": 0, "repeats": 1}
+SMOKE_SIZES, SMOKE_BATCH_SIZE = {"train": 8, "dev": 8, "test": 8}, 4
 
 
 def build_pair(base):
@@ -64,25 +74,43 @@ def saved_sizes(base, ours, theirs) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=ek.pick(fast=30, full=None),
-                        help="optimizer steps of the training run (full default: the PEFT recipe's "
-                             "2 epochs)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
-    parser.add_argument("--repeats", type=int, default=ek.pick(fast=10, full=30), help="timed steps")
+    # Not given: SUPPRESS leaves the attribute unset, so the profile's or the smoke value fills it.
+    parser.add_argument("--steps", type=int, default=argparse.SUPPRESS,
+                        help="optimizer steps of the training run (fast default 30; full default: "
+                             "the PEFT recipe's 2 epochs; smoke 2)")
+    parser.add_argument("--warmup", type=int, default=argparse.SUPPRESS,
+                        help="untimed steps before timing (default 3; smoke 0)")
+    parser.add_argument("--repeats", type=int, default=argparse.SUPPRESS,
+                        help="timed steps (fast default 10, full 30; smoke 1)")
     parser.add_argument("--out", type=Path, default=None, help="where to write the JSON result")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few seconds' run of every step on 8 reviews per split (not a "
+                             "measurement; the JSON goes to --out or a temporary folder)")
     args = parser.parse_args(argv)
+    defaults = SMOKE if args.smoke else {"steps": ek.pick(fast=30, full=None), "warmup": 3,
+                                         "repeats": ek.pick(fast=10, full=30)}
+    for name, value in defaults.items():
+        if not hasattr(args, name):
+            setattr(args, name, value)
 
     config = recipes.peft(args.steps)
+    if args.smoke:
+        config = replace(config, batch_size=SMOKE_BATCH_SIZE)
+        print(f"SMOKE RUN (not a measurement): {SMOKE_SIZES} reviews, batches of "
+              f"{config.batch_size}, {args.steps} steps, {args.warmup} warm-up + {args.repeats} "
+              f"timed step(s)")
     ek.seed_everything(config.seed)
     labels = ek.data.SENTIMENT_LABELS
     base, tokenizer = ek.models.load_encoder("sequence", len(labels), label_names=labels)
     base.to(ek.device())
-    loaders = baselines.sentiment_loaders(tokenizer, config)
+    loaders = baselines.sentiment_loaders(tokenizer, config, SMOKE_SIZES if args.smoke else None)
     ours, theirs = build_pair(base)
     result = {"profile": ek.profile(), "device": str(ek.device()), "torch": torch.__version__,
               "targets": list(TARGETS), "r": R, "alpha": ALPHA, "train_config": config.to_dict(),
               "trainable": {"effkit": measure.count_parameters(ours, True),
                             "peft": measure.count_parameters(theirs, True)}}
+    if args.smoke:
+        result["smoke"] = {"data_sizes": SMOKE_SIZES}
     print("effkit:", measure.trainable_summary(ours))
     print("peft:  ", measure.trainable_summary(theirs))
 
@@ -107,7 +135,13 @@ def main(argv=None) -> dict:
     result["bytes"] = saved_sizes(base, ours, theirs)
     print("saved bytes:", result["bytes"])
 
-    out = args.out or ek.config.results_dir() / f"bench_lora_vs_peft_{ek.profile()}.json"
+    name = f"bench_lora_vs_peft_{ek.profile()}.json"
+    if args.out is not None:
+        out = args.out
+    elif args.smoke:  # never over a real result in EFFKIT_RESULTS
+        out = Path(tempfile.mkdtemp(prefix="effkit-bench-smoke-")) / name
+    else:
+        out = ek.config.results_dir() / name
     atomic_write_json(out, result)
     print("wrote", out)
     return result

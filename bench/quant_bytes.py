@@ -2,11 +2,16 @@
 
     python bench/quant_bytes.py                 # table on stdout
     python bench/quant_bytes.py --json out.json # and the rows as JSON
+    python bench/quant_bytes.py --smoke         # seconds: one encoder layer only
 
 Bytes are measured from the tensors each quantizer returns (codes + scales + zero points +
 block constants), next to the analytic floor ``numel * bits / 8 + constants``. The error is the
 relative Frobenius error ``|W_hat - W| / |W|`` summed over all Linear weights. Takes about
 half a minute on 2 CPU cores.
+
+``--smoke`` runs every quantizer on the Linear weights of MiniLM's first encoder layer only
+(``encoder.layer.0``: six real weights, 384x384 to 1536x384), to show in seconds that the
+benchmark still runs (tests/test_bench.py); its totals are not the model's.
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from torch import nn
 
 import effkit as ek
 from effkit import quant as Q
+
+SMOKE_PREFIX = "encoder.layer.0."  # the Linear weights --smoke keeps
 
 # (label, quantizer, analytic floor in bytes for one weight w: codes + fp32 scales [+ uint8 zeros])
 METHODS = [
@@ -70,14 +77,22 @@ def measure(weights: dict[str, torch.Tensor]) -> list[dict]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"only the Linear weights under {SMOKE_PREFIX.rstrip('.')} (seconds; "
+                             "checks that the code path runs)")
     args = parser.parse_args(argv)
     weights = linear_weights()
+    if args.smoke:
+        weights = {n: w for n, w in weights.items() if n.startswith(SMOKE_PREFIX)}
+        if not weights:
+            raise SystemExit(f"no Linear weight of MiniLM is named {SMOKE_PREFIX}*")
     rows = measure(weights)
     import pandas as pd
 
     table = pd.DataFrame(rows).set_index("method")
     print(f"MiniLM Linear weights: {len(weights)} tensors, "
-          f"{sum(w.numel() for w in weights.values()):,} parameters")
+          f"{sum(w.numel() for w in weights.values()):,} parameters"
+          + (f" (SMOKE RUN: {SMOKE_PREFIX}* only)" if args.smoke else ""))
     with pd.option_context("display.width", 200, "display.max_columns", None,
                            "display.float_format", "{:,.4f}".format):
         print(table)

@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import warnings
 
 # No model hub at run time: the packaged MiniLM and cached data are all effkit needs.
 if os.environ.get("EFFKIT_ALLOW_DOWNLOAD", "0") != "1":
@@ -18,6 +19,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # and torch warns about a deprecation inside torchao. Neither affects effkit; keep chapters readable.
 for _noisy in ("torchao", "torch.utils._pytree"):
     logging.getLogger(_noisy).setLevel(logging.ERROR)
+
+# Library warnings a student cannot act on, each silenced by its exact message, category and
+# module and nothing wider. effkit's own warnings (truncation, unusable cache entries) stay on.
+# transformers' property is read by peft when it wraps a model, not by effkit.
+warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated",
+                        category=FutureWarning, module=r"transformers\.modeling_utils")
 
 from .config import device, pick, profile, seed_everything  # noqa: E402
 from .show import show  # noqa: E402

@@ -78,8 +78,9 @@ def _warn_truncated(lengths: list[int], max_length: int, what: str) -> int:
     cut = sum(n > max_length for n in lengths)
     if cut:
         warnings.warn(f"{cut} of {len(lengths)} {what} are longer than max_length={max_length} "
-                      f"tokens (longest {max(lengths)}) and were truncated to {max_length}",
-                      stacklevel=3)
+                      f"tokens (longest {max(lengths)}) and were truncated to {max_length}; "
+                      f"a larger max_length keeps them whole",
+                      UserWarning, stacklevel=3)
     return cut
 
 

@@ -44,9 +44,9 @@ def compute_embeddings(texts: list[str], model, tokenizer, *, max_length: int = 
     Texts are batched in order of length so each batch pads to a similar length (less wasted
     compute), then put back in the original order.
     """
-    # Plain tqdm (text on stderr), not tqdm.auto: a widget bar would be frozen at 0% in the
-    # static book, where stderr is dropped instead.
-    from tqdm import tqdm
+    # A widget bar in JupyterLab, the text bar (stderr, dropped by the book) elsewhere: a widget
+    # bar would be frozen at 0% in the static book. See effkit.ui.progress_bar.
+    from .ui import progress_bar
 
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and max_length > limit:
@@ -56,8 +56,8 @@ def compute_embeddings(texts: list[str], model, tokenizer, *, max_length: int = 
     order = sorted(range(len(texts)), key=lambda i: lengths[i])
     out = torch.empty(len(texts), model.config.hidden_size, dtype=torch.float32)
     with torch.no_grad():
-        for start in tqdm(range(0, len(texts), batch_size), desc="embedding", unit="batch",
-                          disable=not progress):
+        for start in progress_bar(range(0, len(texts), batch_size), desc="embedding", unit="batch",
+                                  disable=not progress):
             idx = order[start:start + batch_size]
             batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                               max_length=max_length, return_tensors="pt").to(dev)  # CUDA path

@@ -322,10 +322,12 @@ def _restore(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 def _progress_bar(total: int, enabled: bool):
-    # The plain text bar, not tqdm.auto's widget: it renders in the static book as well.
-    from tqdm import tqdm
+    # A widget bar in JupyterLab (the text bar shows there as a pink stderr box), the text bar in
+    # headless runs such as the book build (a widget would be frozen at 0% in the static pages):
+    # see effkit.ui.progress_bar.
+    from .ui import progress_bar
 
-    return tqdm(total=total, desc="fit", unit="step", disable=not enabled, mininterval=1.0)
+    return progress_bar(total=total, desc="fit", unit="step", disable=not enabled, mininterval=1.0)
 
 
 def _check_fit_args(model, train_loader, config, task, label_names) -> None:

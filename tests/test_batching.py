@@ -59,9 +59,13 @@ def test_encode_ner_unknown_tag_is_an_error(tokenizer):
 
 def test_truncation_warns_with_count_and_length(tokenizer):
     split = data.TextSplit(["short", "a much longer sentence that will not fit in eight tokens"], [0, 1])
-    with pytest.warns(UserWarning, match=r"1 of 2 texts .* truncated to 8"):
+    with pytest.warns(UserWarning, match=r"1 of 2 texts .* truncated to 8") as record:
         enc = batching.encode_sentiment(split, tokenizer, max_length=8)
     assert len(enc.examples[1]["input_ids"]) == 8
+    # a plain UserWarning that says what to do, reported at the line that called effkit
+    [warning] = [w for w in record if "truncated" in str(w.message)]
+    assert warning.category is UserWarning and warning.filename == __file__
+    assert "a larger max_length keeps them whole" in str(warning.message)
 
 
 def test_max_length_beyond_the_model_is_an_error(tokenizer):

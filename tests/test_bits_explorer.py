@@ -143,3 +143,55 @@ def test_widget_redraws_when_bits_move(encoder, tiny_loader):
     assert box.figure.layout.title.text != title and "int2" in box.figure.layout.title.text
     box.method.value = "nf4"
     assert box.bits.disabled and "NF4" in box.figure.layout.title.text
+
+
+def test_explorer_bars_carry_their_values(ffn_weight):
+    fig = bx.explorer_figure(bx.explorer_data(ffn_weight, PTQSpec("affine", 4, "channel"),
+                                              accuracy={"fp32": 0.8125, "quantized": 0.75}))
+    size, accuracy = fig.data[2], fig.data[3]
+    assert list(size.text) == [ek.ui.format_bytes(4 * ffn_weight.numel()),
+                               ek.ui.format_bytes(size.y[1] * 1024)]
+    assert size.text[0] == "2.25 MiB"                   # 1536 x 384 fp32 weights
+    assert list(accuracy.text) == ["0.812", "0.750"]
+
+
+def test_explorer_without_accuracy_says_so(ffn_weight):
+    """Chapter 06's first explorer figure (RTN int4 per tensor) has no accuracy yet: the panel
+    must say so rather than stay empty; it is hidden again once an accuracy comes in."""
+    def note(fig):
+        [annotation] = [a for a in fig.layout.annotations if a.name == "no accuracy"]
+        return annotation
+
+    fig = bx.explorer_figure(bx.explorer_data(ffn_weight, PTQSpec("affine", 4, "tensor")))
+    assert note(fig).visible and "no accuracy" in note(fig).text
+    assert note(fig).xref == "x3 domain", "the note sits in the accuracy panel"
+    bx.update_explorer(fig, bx.explorer_data(ffn_weight, PTQSpec("affine", 4, "tensor"),
+                                             accuracy={"fp32": 0.8, "quantized": 0.7}))
+    assert not note(fig).visible and list(fig.data[3].text) == ["0.800", "0.700"]
+
+
+def test_bits_widget_state_follows_the_controls(encoder, tiny_loader):
+    """What a reloaded page draws is the widget's synced state: it must follow every control,
+    and NF4 shows 4 bits."""
+    pytest.importorskip("anywidget")
+    import plotly.graph_objects as go
+
+    from effkit.ui import synced_figure
+
+    box = bx.bits_explorer(encoder[0], tiny_loader, bits=4)
+    assert box.bits.continuous_update is False, "the bits slider acts on release"
+    assert isinstance(box.figure, go.FigureWidget)
+    state = synced_figure(box.figure)
+    assert state["layout"]["title"]["text"].startswith("RTN int4 (channel)")
+    assert state["layout"]["height"] == 380 and state["layout"]["yaxis3"]["range"] == [0, 1]
+    assert len(state["data"]) == 4 and state["data"][3]["text"] == list(box.figure.data[3].text)
+    box.bits.value = 8
+    assert synced_figure(box.figure)["layout"]["title"]["text"].startswith("RTN int8 (channel)")
+    box.method.value = "nf4"
+    state = synced_figure(box.figure)
+    assert state["layout"]["title"]["text"].startswith("NF4 block 64")
+    assert box.bits.value == 4 and box.bits.disabled, "NF4 is 4-bit: the slider must not say 8"
+    assert len(state["data"][1]["x"]) == 3 * 16, "16 NF4 levels drawn"
+    box.method.value = "affine"
+    assert box.bits.value == 8 and not box.bits.disabled, "back to RTN: the bits chosen before"
+    assert synced_figure(box.figure)["layout"]["title"]["text"].startswith("RTN int8 (channel)")

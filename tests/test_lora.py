@@ -322,6 +322,59 @@ def test_rank_slider_figure_has_a_step_per_rank(model):
     assert [s.args[0]["x"][-1] for s in steps] == [[r, r] for r in RANKS], "the r marker moves"
 
 
+def test_rank_slider_steps_set_the_title_text_marker_name_and_bar_labels(model):
+    from effkit.peft.rank_explorer import RANKS, rank_slider_figure
+
+    fig = rank_slider_figure(model)
+    for r, step in zip(RANKS, fig.layout.sliders[0].steps):
+        restyle, relayout = step.args
+        # "title" set to a string would replace the title object and drop the title on the first move
+        assert "title" not in relayout and relayout["title.text"].startswith(f"LoRA r = {r}<br>")
+        assert restyle["name"][-1] == f"r = {r}", "the marker's name follows the rank"
+        assert restyle["text"][1][1] == ek.ui.format_bytes(4 * (12 * r * 768 + 770)), "bars keep their labels"
+    active = fig.layout.sliders[0].steps[fig.layout.sliders[0].active]
+    assert active.args[1]["title.text"] == fig.layout.title.text, "the figure starts at the active step"
+
+
+def test_rank_bars_carry_their_sizes_as_text(model):
+    from effkit.peft.rank_explorer import rank_figure
+
+    fig = rank_figure(model, r=8, target_names=["query, value"])
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert len(bars) == 2 and all(len(t.text) == 4 for t in bars)
+    full_weights = bars[0].y[0] * 2**20
+    assert bars[0].text[0] == ek.ui.format_bytes(full_weights) and bars[0].text[0].endswith("MiB")
+    assert bars[1].text[3].endswith("KiB"), "LoRA r=8's adapter file is a few hundred KiB"
+    axis = fig.layout.yaxis
+    assert axis.type == "log" and all(f"{v:g}" == t for v, t in zip(axis.tickvals, axis.ticktext))
+
+
+def test_rank_explorer_widget_state_follows_the_controls(model):
+    """What a reloaded page draws is the widget's synced state, not the Python-side figure."""
+    pytest.importorskip("anywidget")
+    import plotly.graph_objects as go
+
+    from effkit.peft.rank_explorer import rank_explorer
+    from effkit.ui import synced_figure
+
+    box = rank_explorer(model, r=8)
+    assert box.slider.continuous_update is False, "the slider acts on release, not at every rank passed"
+    assert isinstance(box.figure, go.FigureWidget)
+    state = synced_figure(box.figure)
+    # the whole layout is in the state from the start, not only the data
+    assert state["layout"]["title"]["text"].startswith("LoRA r = 8<br>")
+    assert state["layout"]["yaxis"]["type"] == "log" and state["layout"]["xaxis2"]["anchor"] == "y2"
+    assert state["layout"]["barmode"] == "group" and len(state["data"]) == 4
+    assert state["data"][-1]["x"] == [8, 8] and state["data"][-1]["name"] == "r = 8"
+    box.slider.value = 32
+    state = synced_figure(box.figure)
+    assert state["layout"]["title"]["text"].startswith("LoRA r = 32<br>")
+    assert state["data"][-1]["x"] == [32, 32] and state["data"][-1]["name"] == "r = 32"
+    assert state["data"][1]["text"] == list(box.figure.data[1].text)
+    box.choice.value = ("query, value", "all attention")
+    assert len(synced_figure(box.figure)["data"]) == 6
+
+
 def test_rank_explorer_bad_input(model):
     from effkit.peft.rank_explorer import rank_figure
 

@@ -1,277 +1,671 @@
-"""Checkers for assignment 06: uniform affine quantization and blockwise NF4.
+"""Checkers for assignment 06: LLM.int8() by hand and bitsandbytes' FP4 data type.
 
-Each checker runs the student's function on small fixed tensors, compares with effkit.quant /
-effkit.nf4, and when the answer is wrong tries the classic mistakes (an off-by-one integer
-range, a missing clamp, the zero point with the wrong sign, one scale for the whole tensor,
-NF4 levels left in standard deviations ...) to say which one it was.
+Oracles:
 
-Conventions (the assignment states them): ``q = clamp(round(w / scale) + zero, qmin, qmax)``,
-``w_hat = (q - zero) * scale``; symmetric scale = max|w| / qmax with zero 0; asymmetric
-scale = (max(w, 0) - min(w, 0)) / (qmax - qmin) with zero = qmin - round(min(w, 0) / scale).
+- ``check_int8_rows`` (the warm-up) and ``check_int8_matmul``: the chapter's own
+  ``effkit.quant.int8_vectorwise`` and ``effkit.quant.int8_matmul_with_outliers`` (itself checked
+  against ``bitsandbytes.nn.Linear8bitLt`` in tests/test_quant_libs.py), plus the fp32 product
+  ``x @ w.T`` for orientation;
+- ``check_fp4_levels`` and ``check_fp4_blockwise``: bitsandbytes itself,
+  ``get_4bit_type("fp4")``, ``quantize_4bit(..., quant_type="fp4", blocksize=...)`` and
+  ``dequantize_4bit``, run on the CPU. The student may number the 16 codes in any order, so
+  levels are compared as a set and quantization is compared after dequantizing.
+
+Every case uses shapes a shortcut cannot fit: square weights first (where a scale of the wrong
+shape still broadcasts), then wide and tall ones; FP4 weights whose size is a multiple of the
+block size but not its square, then sizes that leave a shorter last block, at block sizes 32, 64
+and 128. When an answer is wrong, the checker recomputes the classic mistakes and names the one
+that matches; if none does, the hint only restates the rule. The student's code is always called
+first (an unfinished stub stops with NotImplementedError), and an exception in it becomes a FAIL,
+not a traceback.
 """
 from __future__ import annotations
 
-import torch
+import functools
 
-from ..quant import nf4 as _nf4
-from ..quant import affine as _quant
+import torch
+import torch.nn.functional as F
+
+from ..quant import layers as _layers
 from ._core import fail, passed
 
-SCHEMES = ("symmetric", "asymmetric")
+SHAPE_HINT = ("a shape error: print the shapes of your intermediate tensors. A per-row scale is "
+              "a column of shape (rows, 1), so that it broadcasts along each row")
+MATMUL_SHAPE_HINT = ("a shape error: print the shapes of your intermediate tensors. Expected: "
+                     "x (tokens, in), w (out, in), the outlier mask (in,), each scale (rows, 1), "
+                     "y (tokens, out)")
 
 
-def _weights() -> torch.Tensor:
-    """A small (6, 16) 'weight': rows of very different ranges, one row all positive."""
-    g = torch.Generator().manual_seed(6)
-    w = torch.randn(6, 16, generator=g) * torch.tensor([0.02, 0.1, 0.5, 1.0, 3.0, 0.3])[:, None]
-    w[5] = w[5].abs() + 0.05                        # one-sided, like a ReLU output
-    return w
-
-
-def _as_tensor(value, fn_name: str, what: str) -> torch.Tensor:
+# ---------------------------------------------------------------- plumbing
+def _call(what: str, fn, *args, hint: str | None = None):
+    """Run student code. NotImplementedError (an unfinished stub) passes through unchanged; any
+    other exception becomes a FAIL that names the call, without the student's traceback."""
     try:
-        return torch.as_tensor(value).detach().reshape(-1).double()
-    except (TypeError, ValueError, RuntimeError):
-        fail(f"{fn_name} returned {type(value).__name__} for {what}; expected a tensor (or number)",
-             "return torch tensors, e.g. scale of shape (rows, 1)")
+        return fn(*args)
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001  (the student's code may raise anything)
+        error = err
+    message = (str(error).strip().splitlines() or [""])[0]
+    if hint is None:
+        hint = (SHAPE_HINT if isinstance(error, (RuntimeError, IndexError, ValueError))
+                else "read the message: an operation got an argument of the wrong type, or None")
+    fail(f"{what} raised {type(error).__name__}: {message}", hint)
 
 
-# ---------------------------------------------------------------- task 1: integer_range
-def check_integer_range(integer_range) -> None:
-    """``integer_range(bits, scheme) -> (qmin, qmax)``."""
-    for bits in (2, 3, 4, 8):
-        for scheme in SCHEMES:
-            out = integer_range(bits, scheme)
-            try:
-                got = tuple(int(v) for v in out)
-            except (TypeError, ValueError):
-                fail(f"integer_range({bits}, {scheme!r}) returned {out!r}; expected two integers "
-                     "(qmin, qmax)")
-            want = _quant.integer_range(bits, scheme)
-            if got == want:
-                continue
-            case = f"integer_range({bits}, {scheme!r}) = {got}, expected {want}"
-            if len(got) != 2:
-                fail(case, "return a pair (qmin, qmax)")
-            if scheme == "symmetric" and got == (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1):
-                fail(f"off-by-one in the integer range: {case}",
-                     f"symmetric absmax quantization leaves -2^(b-1) = {-(2 ** (bits - 1))} unused so "
-                     "that +w and -w get codes of the same size: use -(2^(b-1) - 1)")
-            if abs(got[0] - want[0]) == 1 or abs(got[1] - want[1]) == 1:
-                fail(f"off-by-one in the integer range: {case}",
-                     f"b bits give 2^b codes; for {scheme} the largest is "
-                     + ("2^(b-1) - 1" if scheme == "symmetric" else "2^b - 1") + ", the smallest "
-                     + ("-(2^(b-1) - 1)" if scheme == "symmetric" else "0"))
-            fail(case, "symmetric: (-(2^(b-1) - 1), 2^(b-1) - 1); asymmetric: (0, 2^b - 1)")
-    passed("integer_range: symmetric (-(2^(b-1)-1), 2^(b-1)-1) and asymmetric (0, 2^b-1) "
-           "for 2, 3, 4 and 8 bits")
+def _tensor(value, what: str) -> torch.Tensor:
+    """The student's value as a float64 tensor, shape kept (never flattened)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().double()
+    fail(f"{what} is a {type(value).__name__}, expected a torch.Tensor",
+         "return torch tensors (torch.round, torch.where ... keep them tensors)")
 
 
-# ---------------------------------------------------------------- task 2: scale_and_zero
-def check_scale_and_zero(scale_and_zero) -> None:
-    """``scale_and_zero(w, bits, scheme, per_channel) -> (scale, zero)``, one per row or one in all."""
-    w = _weights()
-    for bits in (8, 4):
-        for scheme in SCHEMES:
-            for per_channel in (True, False):
-                out = scale_and_zero(w.clone(), bits, scheme, per_channel)
-                case = f"bits={bits}, {scheme}, per_channel={per_channel}"
-                if not isinstance(out, (tuple, list)) or len(out) != 2:
-                    fail(f"scale_and_zero returned {type(out).__name__} for {case}; expected "
-                         "a pair (scale, zero)")
-                scale = _as_tensor(out[0], "scale_and_zero", case)
-                zero = _as_tensor(out[1], "scale_and_zero", case)
-                _diagnose_scale_zero(w, bits, scheme, per_channel, scale, zero, case)
-    passed("scale_and_zero: absmax and min/max scales, zero points, per tensor and per channel")
-
-
-def _diagnose_scale_zero(w, bits, scheme, per_channel, scale, zero, case) -> None:
-    rows = w if per_channel else w.reshape(1, -1)
-    want_s, want_z = (t.double() for t in _quant.scale_and_zero(rows, bits, scheme))
-    tensor_s, _ = _quant.scale_and_zero(w.reshape(1, -1), bits, scheme)
-    if per_channel and (scale.numel() == 1 or torch.allclose(scale, tensor_s.double().expand_as(scale))):
-        fail(f"per-tensor where per-channel was asked ({case}): one scale for the whole weight",
-             f"per_channel=True needs one scale per output channel: reduce over dim=1 "
-             f"(keepdim=True) to get shape ({w.shape[0]}, 1), not over the whole tensor")
-    if scale.numel() != want_s.numel():
-        fail(f"scale has {scale.numel()} values for {case}, expected {want_s.numel()}",
-             f"shape ({w.shape[0]}, 1) per channel, (1, 1) per tensor")
-    if zero.numel() not in (1, want_z.numel()):
-        fail(f"zero has {zero.numel()} values for {case}, expected {want_z.numel()}")
-    zero = zero.expand(want_z.numel()) if zero.numel() == 1 else zero
-    qmin, qmax = _quant.integer_range(bits, scheme)
-    steps = qmax if scheme == "symmetric" else qmax - qmin
-    ratio = (want_s / scale).mean().item()            # = steps_used / steps
-    for used in (steps + 1, steps - 1, steps + 2):
-        if abs(ratio * steps - used) < 1e-3:
-            fail(f"off-by-one in the integer range ({case}): your scale spreads the range over "
-                 f"{used} steps, it should be {steps}",
-                 "scale = absmax / qmax (symmetric) or (max - min) / (qmax - qmin) (asymmetric), "
-                 "with qmin, qmax from integer_range")
-    if not torch.allclose(scale, want_s, rtol=1e-5, atol=1e-12):
-        fail(f"scale is wrong for {case}: got {scale[:3].tolist()}..., expected {want_s[:3].tolist()}...",
-             "symmetric: max|w| / qmax; asymmetric: (max(w, 0) - min(w, 0)) / (qmax - qmin)")
-    if scheme == "symmetric" and (zero != 0).any():
-        fail(f"symmetric zero point is not 0 ({case})", "absmax quantization has no zero point")
-    if torch.equal(zero, -want_z) and (want_z != 0).any():
-        fail(f"zero point with the wrong sign ({case}): got {zero[:3].tolist()}..., expected "
-             f"{want_z[:3].tolist()}...",
-             "zero = qmin - round(min / scale): min is negative, so zero is positive and maps "
-             "w = min onto qmin")
-    if not torch.equal(zero.round(), zero) or not torch.equal(zero, want_z):
-        fail(f"zero point is wrong for {case}: got {zero[:3].tolist()}..., expected {want_z[:3].tolist()}...",
-             "zero = qmin - round(min(w, 0) / scale), an integer (round it!) so that w = 0 is exact")
-
-
-# ---------------------------------------------------------------- task 3: quantize_affine
-def check_quantize_affine(quantize_affine) -> None:
-    """``quantize_affine(w, scale, zero, bits, scheme) -> integer codes`` (round, add zero, clamp)."""
-    w = _weights()
-    for bits, scheme in ((8, "symmetric"), (4, "asymmetric"), (3, "symmetric"), (8, "asymmetric")):
-        s, z = _quant.scale_and_zero(w, bits, scheme)
-        # Fitted scales, then scales 40% too small: values beyond the range must clamp.
-        for shrink, label in ((1.0, "fitted scale"), (0.6, "a scale too small for the row (clipping)")):
-            scale, zero = (s * shrink)[:, None], z[:, None].float()
-            out = quantize_affine(w.clone(), scale.clone(), zero.clone(), bits, scheme)
-            case = f"bits={bits}, {scheme}, {label}"
-            codes = _as_tensor(out, "quantize_affine", case)
-            want = _quant.quantize_rows(w, s * shrink, z, bits, scheme).double().reshape(-1)
-            if codes.numel() != want.numel():
-                fail(f"quantize_affine returned {codes.numel()} codes for {case}, expected {want.numel()}")
-            if torch.equal(codes, want):
-                continue
-            _diagnose_codes(w, scale, zero, bits, scheme, codes, case)
-    passed("quantize_affine: round to nearest, add the zero point, clamp to [qmin, qmax]")
-
-
-def _diagnose_codes(w, scale, zero, bits, scheme, codes, case) -> None:
-    qmin, qmax = _quant.integer_range(bits, scheme)
-    raw = torch.round(w / scale).double()
-    if not torch.equal(codes.round(), codes):
-        fail(f"codes are not integers ({case})", "round to the nearest integer: torch.round")
-    if (zero != 0).any() and (torch.equal(codes, (raw - zero).clamp(qmin, qmax).reshape(-1)) or
-                              torch.equal(codes, (raw - zero).reshape(-1))):
-        fail(f"zero point applied with the wrong sign ({case})",
-             "q = round(w / scale) + zero: the zero point is ADDED when quantizing "
-             "(and subtracted when dequantizing)")
-    if codes.max() > qmax or codes.min() < qmin:
-        if codes.max() == qmax + 1 or codes.min() == qmin - 1:
-            fail(f"off-by-one in the integer range ({case}): codes reach "
-                 f"[{int(codes.min())}, {int(codes.max())}], allowed [{qmin}, {qmax}]",
-                 "clamp to integer_range(bits, scheme)")
-        fail(f"missing clamp ({case}): codes reach [{int(codes.min())}, {int(codes.max())}], "
-             f"allowed [{qmin}, {qmax}]",
-             "when the scale does not cover every value (clipping, a scale from other data), "
-             "round(w / scale) + zero falls outside the range: clamp(q, qmin, qmax)")
-    if torch.equal(codes, torch.floor(w / scale + zero).clamp(qmin, qmax).double().reshape(-1)) or \
-            torch.equal(codes, torch.trunc(w / scale + zero).clamp(qmin, qmax).double().reshape(-1)):
-        fail(f"codes are truncated, not rounded ({case})", "use torch.round, not floor/int()")
-    fail(f"codes differ from clamp(round(w / scale) + zero, qmin, qmax) ({case}) at "
-         f"{int((codes != (raw + zero).clamp(qmin, qmax).reshape(-1)).sum())} places")
-
-
-# ---------------------------------------------------------------- task 4: dequantize_affine
-def check_dequantize_affine(dequantize_affine) -> None:
-    """``dequantize_affine(codes, scale, zero) -> (codes - zero) * scale``."""
-    w = _weights()
-    for bits, scheme in ((8, "asymmetric"), (4, "asymmetric"), (4, "symmetric")):
-        s, z = _quant.scale_and_zero(w, bits, scheme)
-        codes = _quant.quantize_rows(w, s, z, bits, scheme).float()
-        scale, zero = s[:, None], z[:, None].float()
-        out = dequantize_affine(codes.clone(), scale.clone(), zero.clone())
-        case = f"bits={bits}, {scheme}"
-        got = _as_tensor(out, "dequantize_affine", case)
-        want = ((codes - zero) * scale).double().reshape(-1)
-        if got.numel() != want.numel():
-            fail(f"dequantize_affine returned {got.numel()} values for {case}, expected {want.numel()}")
-        if torch.allclose(got, want, rtol=1e-5, atol=1e-7):
-            continue
-        if torch.allclose(got, ((codes + zero) * scale).double().reshape(-1), rtol=1e-5, atol=1e-7):
-            fail(f"zero point applied with the wrong sign ({case})",
-                 "w_hat = (q - zero) * scale: subtract the zero point that quantizing added")
-        if torch.allclose(got, (codes * scale).double().reshape(-1), rtol=1e-5, atol=1e-7):
-            fail(f"the zero point is missing ({case})", "w_hat = (q - zero) * scale")
-        if torch.allclose(got, ((codes - zero) / scale).double().reshape(-1), rtol=1e-5, atol=1e-7):
-            fail(f"divided by the scale ({case})", "dequantizing multiplies by the scale")
-        fail(f"dequantize_affine differs from (q - zero) * scale ({case}), max difference "
-             f"{(got - want).abs().max().item():.3g}")
-    if not (dequantize_affine(codes, scale, zero) - w).abs().le(scale / 2 + 1e-6).all():
-        fail("round trip error above half a step", "check the scale and the zero point")
-    passed("dequantize_affine: (q - zero) * scale, error at most half a step")
-
-
-# ---------------------------------------------------------------- task 5: nf4_levels
-def check_nf4_levels(nf4_levels) -> None:
-    """``nf4_levels() -> 16 sorted levels in [-1, 1]`` (QLoRA's NF4 table)."""
-    out = nf4_levels()
-    levels = _as_tensor(out, "nf4_levels", "the table")
-    want = _nf4.nf4_levels().double()
-    if levels.numel() != 16:
-        fail(f"nf4_levels returned {levels.numel()} values; NF4 has 2^4 = 16",
-             "8 positive quantiles + 7 negative + an exact zero")
-    if not torch.all(levels[1:] > levels[:-1]):
-        fail("the levels are not sorted in increasing order", "sort them: torch.sort(...).values")
-    if abs(levels.max().item() - 1) > 1e-6 or abs(levels.min().item() + 1) > 1e-6:
-        fail(f"NF4 levels not normalised to [-1, 1]: they span [{levels.min():.4f}, {levels.max():.4f}]",
-             "the quantiles of N(0, 1) are in standard deviations (up to about 1.85): divide all "
-             "levels by the largest one so the table spans exactly [-1, 1], like w / absmax")
-    if (levels == 0).sum() != 1:
-        fail("the table has no exact 0 (or more than one)",
-             "NF4 keeps an exact zero so that zeros (padding, pruned weights) stay zero")
-    if (levels > 0).sum() != 8 or (levels < 0).sum() != 7:
-        fail(f"NF4 has 8 positive and 7 negative levels, got {(levels > 0).sum()} and {(levels < 0).sum()}",
-             "positive side: 9 points from 0.5 to offset, drop the last (0.5); negative side: "
-             "8 points, drop the last, negate")
-    diff = (levels - want).abs().max().item()
-    if diff > 1e-6:
-        fail(f"the levels differ from QLoRA's NF4 table by up to {diff:.2e}",
-             "offset = 1 - (1/32 + 1/30) / 2 ≈ 0.9677; use torch.special.ndtri (the normal "
-             "quantile) in float64 and divide by the largest level")
-    passed("nf4_levels: 16 levels, 8 positive / 7 negative / exact 0, equal to QLoRA's table")
-
-
-# ---------------------------------------------------------------- task 6: blockwise NF4
-def check_nf4_blockwise(quantize_nf4, dequantize_nf4) -> None:
-    """``quantize_nf4(w, levels, blocksize) -> (codes, absmax)`` and
-    ``dequantize_nf4(codes, absmax, levels, blocksize) -> w_hat`` (flat, numel values)."""
-    g = torch.Generator().manual_seed(64)
-    w = torch.randn(8, 32, generator=g) * 0.05
-    w[3, :16] *= 10                                  # one block with much larger weights
-    levels = _nf4.nf4_levels()
-    blocksize = 16
-    out = quantize_nf4(w.clone(), levels.clone(), blocksize)
+def _pair(out, fn_name: str, names: str):
     if not isinstance(out, (tuple, list)) or len(out) != 2:
-        fail(f"quantize_nf4 returned {type(out).__name__}; expected a pair (codes, absmax)")
-    codes, absmax = (_as_tensor(t, "quantize_nf4", "w (8, 32)") for t in out)
-    blocks = w.reshape(-1, blocksize).double()
-    want_absmax = blocks.abs().amax(dim=1)
-    want_codes = _nf4.nearest_level((blocks / want_absmax[:, None]).float().reshape(-1),
-                                    levels).double()
-    if absmax.numel() == 1 or (absmax.numel() == want_absmax.numel() and
-                               torch.allclose(absmax, w.abs().max().double().expand_as(absmax))):
-        fail("one absmax for the whole tensor: NF4 is blockwise",
-             f"reshape the flat weight to (-1, blocksize) and take abs().amax(dim=1): "
-             f"{want_absmax.numel()} blocks here")
-    if absmax.numel() != want_absmax.numel():
-        fail(f"absmax has {absmax.numel()} values, expected one per block: {want_absmax.numel()}")
-    if torch.allclose(absmax, blocks.amax(dim=1)) and not torch.allclose(absmax, want_absmax):
-        fail("absmax is the largest value, not the largest |value|",
-             "negative weights count too: w.abs().amax(...)")
-    if not torch.allclose(absmax, want_absmax, rtol=1e-6):
-        fail("absmax per block is wrong", "the largest |w| in each block of blocksize values")
-    if codes.numel() != want_codes.numel():
-        fail(f"quantize_nf4 returned {codes.numel()} codes, expected one per weight: {w.numel()}")
-    if codes.min() < 0 or codes.max() > 15:
-        fail(f"codes must index the 16 levels (0..15), got [{int(codes.min())}, {int(codes.max())}]")
-    wrong = int((codes != want_codes).sum())
-    if wrong:
-        fail(f"{wrong} of {codes.numel()} codes are not the nearest level",
-             "code = argmin_j |w / absmax_block - levels[j]|, e.g. "
-             "(scaled[:, None] - levels).abs().argmin(dim=1)")
-    w_hat = _as_tensor(dequantize_nf4(want_codes.long(), want_absmax.float(), levels, blocksize),
-                       "dequantize_nf4", "w (8, 32)")
-    want_hat = (levels.double()[want_codes.long()].reshape(-1, blocksize) * want_absmax[:, None]).reshape(-1)
-    if w_hat.numel() != want_hat.numel() or not torch.allclose(w_hat, want_hat, rtol=1e-5, atol=1e-7):
-        fail("dequantize_nf4 differs from levels[codes] * absmax of the code's block",
-             "look the codes up in the table, reshape to (-1, blocksize), multiply by absmax[:, None]")
-    passed("quantize_nf4 / dequantize_nf4: blockwise absmax, nearest NF4 level, exact round trip")
+        fail(f"{fn_name} returned {type(out).__name__}; expected a pair {names}",
+             f"return {names.strip('()')} as a tuple")
+    return out
+
+
+def _close(a: torch.Tensor, b: torch.Tensor | None, rtol: float = 1e-5) -> bool:
+    if b is None or a.shape != b.shape:
+        return False
+    scale = max(float(b.abs().max()), 1e-12)
+    return bool(torch.allclose(a.double(), b.double(), rtol=rtol, atol=1e-6 * scale))
+
+
+# ---------------------------------------------------------------- int8, one scale per row
+def _rows_int8(a: torch.Tensor):
+    """Absmax int8 per row in float64: codes round(a / scale), scale (rows, 1); zero rows get 1."""
+    scale = a.abs().amax(dim=1, keepdim=True) / 127
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return torch.round(a / scale), scale
+
+
+def _away_from_ties(a: torch.Tensor) -> torch.Tensor:
+    """Move every value whose ``a / (row absmax / 127)`` lies within 0.01 of k + 1/2 to k + 0.52,
+    so that every correct way of computing round(a / scale) (divide, multiply by 127 / absmax,
+    float32 or float64) gives the same code. The row maxima (exactly +-127) never move."""
+    a = a.double()
+    scale = a.abs().amax(dim=1, keepdim=True) / 127
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    r = a / scale
+    near = (r - r.floor() - 0.5).abs() < 0.01
+    return torch.where(near, (r.floor() + 0.52) * scale, a).float()
+
+
+@functools.lru_cache(maxsize=None)
+def _int8_weights():
+    g = torch.Generator().manual_seed(806)
+    square = torch.randn(7, 7, generator=g) * torch.tensor([0.01, 0.05, 0.3, 1.0, 2.0, 0.5, 0.1])[:, None]
+    square[2, 4] = -1.5 * square[2].abs().max()         # a row whose largest magnitude is negative
+    wide = torch.randn(5, 13, generator=g) * torch.tensor([0.2, 3.0, 0.04, 1.0, 0.6])[:, None]
+    wide[1, 7] = -1.4 * wide[1].abs().max()
+    tall = torch.randn(12, 3, generator=g) * torch.linspace(0.05, 2.0, 12)[:, None]
+    return tuple((f"{tuple(w.shape)}", _away_from_ties(w)) for w in (square, wide, tall))
+
+
+def check_int8_rows(int8_rows) -> None:
+    """``int8_rows(a) -> (codes (rows, cols), scale (rows, 1))``: absmax int8, one scale per row."""
+    for label, w in _int8_weights():
+        out = _call(f"int8_rows(a of shape {label})", int8_rows, w.clone())
+        pair = _pair(out, "int8_rows", "(codes, scale)")
+        codes, scale = (_tensor(t, f"int8_rows(a {label})") for t in pair)
+        q = _layers.int8_vectorwise(w)
+        want_codes = q.int_codes().reshape(w.shape).double()
+        want_scale = q.scale.double()[:, None]
+        _diagnose_scale(w.double(), codes, scale, want_scale, label)
+        _diagnose_codes(w.double(), codes, want_codes, want_scale, label)
+    passed("int8_rows: one absmax / 127 scale per row, shape (rows, 1), codes round(a / scale), "
+           "on square (7, 7), wide (5, 13) and tall (12, 3) tensors")
+
+
+def _diagnose_scale(w, codes, scale, want, label) -> None:
+    rows, cols = w.shape
+    row_max = w.abs().amax(dim=1)
+    col_max = w.abs().amax(dim=0)
+    case = f"for a of shape {label}"
+    if tuple(scale.shape) != (rows, 1):
+        if scale.numel() == 1:
+            fail(f"one scale for the whole tensor {case}: scale has shape {tuple(scale.shape)}",
+                 "vector-wise int8 (LLM.int8()) gives every row its own scale: "
+                 "a.abs().amax(dim=1, keepdim=True) / 127")
+        if tuple(scale.shape) == (rows,) and rows == cols and _close(scale, row_max / 127):
+            extra = ""
+            if codes.shape == w.shape and torch.equal(codes, torch.round(w / (row_max / 127)[None, :])):
+                extra = (f"; your codes divide column j by row j's scale (a 1-D scale lines up "
+                         "with the LAST dim), which goes unnoticed on a square tensor")
+            fail(f"scale has shape ({rows},) {case}, expected ({rows}, 1){extra}",
+                 "keep the reduced dim: a.abs().amax(dim=1, keepdim=True) / 127 has shape "
+                 "(rows, 1) and broadcasts along each row, dividing row i by its own scale")
+        if scale.numel() == cols and _close(scale.reshape(-1), col_max / 127):
+            fail(f"one scale per column {case}: scale has shape {tuple(scale.shape)}",
+                 "reduce along each row, dim=1 (rows are output channels or tokens), not dim=0")
+        if tuple(scale.shape) in ((rows,), (1, rows)):
+            fail(f"scale has shape {tuple(scale.shape)} {case}, expected ({rows}, 1)",
+                 "keep the reduced dim: a.abs().amax(dim=1, keepdim=True) / 127 has shape "
+                 "(rows, 1) and broadcasts along each row")
+        fail(f"scale has shape {tuple(scale.shape)} {case}, expected ({rows}, 1)",
+             "one scale per row, as a column: a.abs().amax(dim=1, keepdim=True) / 127")
+    if _close(scale, want):
+        return
+    got = f"{case}: got {scale[:3, 0].tolist()}..., expected {want[:3, 0].tolist()}..."
+    for candidate, what, hint in (
+            (row_max[:, None] / 128, "off-by-one in the int8 range",
+             "symmetric int8 uses codes -127..127 (it leaves -128 unused so that a and -a round "
+             "alike): scale = absmax / 127"),
+            (row_max[:, None] / 255, "scale spread over 255 steps",
+             "255 steps is the unsigned (asymmetric) range; the symmetric range is -127..127, so "
+             "scale = absmax / 127"),
+            (row_max[:, None], "the scale is the absmax itself",
+             "divide by 127: the largest |value| must land on code 127"),
+            (w.amax(dim=1, keepdim=True) / 127, "the scale uses the largest value, not the largest |value|",
+             "negative values count too: a.abs().amax(dim=1, keepdim=True)"),
+            (w.abs().max().expand(rows, 1) / 127, "one scale for the whole tensor (repeated per row)",
+             "every row gets its own absmax: a.abs().amax(dim=1, keepdim=True) / 127"),
+            (col_max[:, None] / 127 if rows == cols else None, "one scale per column",
+             "reduce along each row, dim=1 (rows are output channels or tokens), not dim=0")):
+        if _close(scale, candidate):
+            fail(f"{what} {got}", hint)
+    fail(f"scale is wrong {got}", "scale = a.abs().amax(dim=1, keepdim=True) / 127")
+
+
+def _diagnose_codes(w, codes, want, scale, label) -> None:
+    case = f"for a of shape {label}"
+    if tuple(codes.shape) != tuple(w.shape):
+        fail(f"codes have shape {tuple(codes.shape)} {case}, expected {tuple(w.shape)}",
+             "one code per value, same shape as the input (no flattening)")
+    if torch.equal(codes, want):
+        return
+    raw = w / scale
+    if not torch.equal(codes, codes.round()):
+        fail(f"codes are not integers {case}", "round to the nearest integer: torch.round(a / scale)")
+    on_integer = (raw - raw.round()).abs() < 1e-3        # float32 or float64 may land either side
+    if any(bool(((codes == cut) | on_integer).all()) for cut in (raw.trunc(), raw.floor())):
+        fail(f"codes are truncated, not rounded {case}", "use torch.round, not floor, .int() or .long()")
+    fail(f"{int((codes != want).sum())} of {codes.numel()} codes differ from round(a / scale) {case}",
+         "codes = torch.round(a / scale) with the (rows, 1) scale")
+
+
+# ---------------------------------------------------------------- LLM.int8() with outliers
+def _int8_reference(x, w, threshold, *, compare=">=", select="column", outliers="float",
+                    token_scale="regular", weight="int8", scales="both") -> torch.Tensor:
+    """LLM.int8() in float64, with switches that reproduce the classic mistakes.
+
+    compare: ">=" (bitsandbytes) or ">"; select: outliers are whole feature "column"s, single
+    "element"s, or whole token "row"s; outliers: the outlier part in "float", quantized to
+    "int8" with its own per-token scales, left in the int8 product ("none") or counted in
+    "both" parts; token_scale: from the "regular" features, from "all" of them, or from x with
+    only the "elements" at or above the threshold set to 0; weight: the
+    outlier columns of W dequantized from "int8" or the original "fp32" ones; scales: "both",
+    "no-token" or "no-weight" scale applied to the int32 product.
+    """
+    x, w = x.double(), w.double()
+    big = x.abs() >= threshold if compare == ">=" else x.abs() > threshold
+    if select == "column":
+        mask = big.any(dim=0, keepdim=True).expand_as(x)
+    elif select == "element":
+        mask = big
+    else:
+        mask = big.any(dim=1, keepdim=True).expand_as(x)
+    wq, sw = _rows_int8(w)
+    x_reg, x_out = x.masked_fill(mask, 0.0), x.masked_fill(~mask, 0.0)
+    if outliers in ("none", "both"):
+        xq, sx = _rows_int8(x)
+    elif token_scale in ("all", "elements"):
+        sx = _rows_int8(x if token_scale == "all" else x.masked_fill(big, 0.0))[1]
+        xq = torch.round(x_reg / sx)
+    else:
+        xq, sx = _rows_int8(x_reg)
+    y = xq @ wq.T
+    if scales != "no-token":
+        y = y * sx
+    if scales != "no-weight":
+        y = y * sw.T
+    w_out = w if weight == "fp32" else wq * sw
+    if outliers in ("float", "both"):
+        y = y + x_out @ w_out.T
+    elif outliers == "int8":
+        q, s = _rows_int8(x_out)
+        y = y + (q @ wq.T) * s * sw.T
+    return y
+
+
+MATMUL_MISTAKES = (
+    (dict(compare=">"), "the threshold was applied with > instead of >=",
+     "a feature is an outlier when |x| >= threshold (bitsandbytes uses >=); one column here "
+     "reaches exactly the threshold and nothing more"),
+    (dict(select="element"), "outliers were picked value by value, not as whole feature columns",
+     "if any token has |x| >= threshold in feature j, the whole column j goes to the float part, "
+     "for every token: (x.abs() >= threshold).any(dim=0)"),
+    (dict(select="row"), "outliers were picked per token (row), not per feature column",
+     "LLM.int8() splits by input feature: (x.abs() >= threshold).any(dim=0), a mask over the "
+     "columns, not .any(dim=1) over the tokens"),
+    (dict(outliers="none"), "the outlier columns went through int8 with everything else",
+     "split them off: set the outlier columns of x to 0 before quantizing it, and multiply "
+     "them in floating point"),
+    (dict(outliers="int8"), "the outlier part was computed in int8",
+     "the outlier part stays in floating point: x[:, cols] @ (w_codes[:, cols] * w_scale).T, "
+     "with no rounding of the outlier activations"),
+    (dict(outliers="both"), "the outlier columns are counted twice (in the int8 part and the float part)",
+     "zero the outlier columns of x before int8_rows, so the int8 product leaves them out"),
+    (dict(token_scale="all"), "each token's scale was taken over all features, outliers included",
+     "zero the outlier columns BEFORE computing the token scales: the point of the split is that "
+     "an outlier no longer stretches its token's scale and rounds the small values away"),
+    (dict(token_scale="elements"), "each token's scale still counts the small values of the outlier columns",
+     "zero the whole outlier columns before int8_rows, not only the values at or above the "
+     "threshold: the int8 part has no outlier columns at all, so they must not set any token's "
+     "scale (bitsandbytes 0.50's default kernel computes its scales this way; the LLM.int8() "
+     "paper and the chapter leave the whole columns out)"),
+    (dict(weight="fp32"), "the outlier part used the original float weight",
+     "only the int8 weight is kept (that is the memory saving): dequantize its outlier columns, "
+     "w_codes[:, cols] * w_scale, as bitsandbytes does"),
+    (dict(scales="no-weight"), "the weight scales are missing from the int8 product",
+     "rescale the int32 product by both: (xq @ wq.T) * x_scale * w_scale.T"),
+    (dict(scales="no-token"), "the token scales are missing from the int8 product",
+     "rescale the int32 product by both: (xq @ wq.T) * x_scale * w_scale.T"),
+)
+
+
+def _with_ties_avoided(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    cols = (x.abs() >= threshold).any(dim=0, keepdim=True).expand_as(x)
+    return torch.where(cols, x, _away_from_ties(x.masked_fill(cols, 0.0)))
+
+
+@functools.lru_cache(maxsize=None)
+def _matmul_cases():
+    g = torch.Generator().manual_seed(8006)
+    # Case 1: 9 tokens, 37 features, 23 outputs. Column 5 has two clear outliers, column 17 one
+    # value of exactly -6.0 (the >= boundary), column 30 a value of 5.99 (not an outlier).
+    # Token 0's largest value, 3.4, sits in outlier column 5 without being an outlier itself.
+    x1 = (torch.randn(9, 37, generator=g) * 0.8).clamp(-3.0, 3.0)
+    x1[2, 5], x1[6, 5], x1[7, 17], x1[4, 30], x1[0, 5] = 8.5, -11.0, -6.0, 5.99, 3.4
+    w1 = torch.randn(23, 37, generator=g) * 0.1
+    # Case 2: 16 tokens, 40 features, 11 outputs, threshold 3.5: a few columns from the tails.
+    x2 = torch.randn(16, 40, generator=g)
+    x2[3, 12], x2[11, 33] = 7.0, -9.0
+    w2 = torch.randn(11, 40, generator=g) * torch.linspace(0.02, 0.3, 11)[:, None]
+    # Case 3: no outliers at all (threshold 20): plain vector-wise int8.
+    x3 = torch.randn(5, 29, generator=g)
+    w3 = torch.randn(8, 29, generator=g) * 0.2
+    cases = []
+    for x, w, threshold in ((x1, w1, 6.0), (x2, w2, 3.5), (x3, w3, 20.0)):
+        x, w = _with_ties_avoided(x, threshold), _away_from_ties(w)
+        cases.append((x, w, threshold))
+    return tuple(cases)
+
+
+def check_int8_matmul(int8_matmul) -> None:
+    """``int8_matmul(x (tokens, in), w (out, in), threshold) -> y (tokens, out)``, LLM.int8()."""
+    for x, w, threshold in _matmul_cases():
+        call = f"int8_matmul(x {tuple(x.shape)}, w {tuple(w.shape)}, threshold={threshold})"
+        y = _tensor(_call(call, int8_matmul, x.clone(), w.clone(), threshold,
+                          hint=MATMUL_SHAPE_HINT), call)
+        want = _layers.int8_matmul_with_outliers(x, w, threshold).double()
+        if tuple(y.shape) != tuple(want.shape):
+            hint = ("y = x @ w.T has shape (tokens, out)" if tuple(y.shape) == tuple(want.shape[::-1])
+                    else "y has one row per token and one column per output feature: (tokens, out)")
+            fail(f"{call} returned shape {tuple(y.shape)}, expected {tuple(want.shape)}", hint)
+        if _close(y, want):
+            continue
+        n_out = int((x.abs() >= threshold).any(dim=0).sum())
+        for kwargs, what, hint in MATMUL_MISTAKES:
+            mistake = _int8_reference(x, w, threshold, **kwargs)
+            if not _close(mistake, want) and _close(y, mistake):
+                fail(f"{what}: {call} ({n_out} outlier columns)", hint)
+        exact = x.double() @ w.double().T
+        fail(f"{call} differs from LLM.int8() by up to {float((y - want).abs().max()):.3g} "
+             f"(|y| up to {float(want.abs().max()):.3g}; the int8 answer itself is within "
+             f"{float((want - exact).abs().max()):.3g} of the fp32 product)",
+             "outlier columns: (x.abs() >= threshold).any(dim=0); int8 part: int8_rows of x with "
+             "those columns set to 0 and of w, (xq @ wq.T) * x_scale * w_scale.T; float part: "
+             "x[:, cols] @ (wq[:, cols] * w_scale).T")
+    passed("int8_matmul: outlier columns (|x| >= threshold, any token) in float, the rest in int8 "
+           "with per-token and per-row scales; equal to ek.quant.int8_matmul_with_outliers on "
+           "3 cases (one with a value exactly at the threshold, one with no outliers)")
+
+
+# ---------------------------------------------------------------- FP4: the levels
+@functools.lru_cache(maxsize=None)
+def _bnb_fp4_table() -> torch.Tensor:
+    import bitsandbytes.functional as bnbf      # imported here: it takes seconds and prints a note
+    return bnbf.get_4bit_type("fp4", device="cpu").float().clone()
+
+
+def check_fp4_levels(fp4_levels) -> None:
+    """``fp4_levels() -> 16 values`` in [-1, 1], in the student's code order (any order)."""
+    out = _call("fp4_levels()", fp4_levels)
+    levels = _tensor(out, "fp4_levels()").reshape(-1)
+    table = _bnb_fp4_table().double()
+    if levels.numel() != 16:
+        hint = ("+0 and -0 are two codes of the same value: keep both (2 signs x 8 magnitudes)"
+                if levels.numel() == 15 else
+                "4 bits give 2^4 = 16 codes: 1 sign bit x 2 exponent bits x 1 mantissa bit")
+        fail(f"fp4_levels returned {levels.numel()} values, FP4 has 16 codes", hint)
+    if not torch.isfinite(levels).all():
+        fail("fp4_levels contains inf or nan", "every code is a finite number")
+    if (levels < 0).sum() == 0:
+        fail("no negative levels: the sign bit is not used",
+             "the sign bit makes codes 8..15 the negatives of codes 0..7: value = (-1)^s * magnitude")
+    top = float(levels.abs().max())
+    if abs(top - 1) > 1e-6:
+        fail(f"the levels are not normalised: the largest magnitude is {top:.4g}, not 1",
+             f"divide every level by the largest magnitude ({top:.4g}) so the table spans "
+             "[-1, 1], like w / absmax")
+    if not (levels == 0).any():
+        fail("no zero level: exponent field 0 was treated like the others",
+             "exponent field 0 is subnormal: no implicit leading 1, so its magnitude is m * 2^-4, "
+             "which is exactly 0 for m = 0")
+    magnitudes = levels.abs().sort().values
+    if not torch.allclose(levels.sort().values, (-levels).sort().values, atol=1e-7):
+        fail("the levels are not symmetric: some value v has no -v",
+             "the sign bit only flips the sign: codes 8..15 are the negatives of codes 0..7")
+    smallest = float(magnitudes[magnitudes > 0].min())
+    want_smallest = float(table.abs()[table != 0].min())            # 0.0625 / 12 = 1/192
+    if abs(smallest - want_smallest) > 1e-6:
+        what = f"the smallest non-zero level is {smallest:.5f} = 1/{1 / smallest:.4g}, expected 1/192"
+        if abs(smallest - 1 / 12) < 1e-6:
+            what += " (that is the OCP/MX E2M1 subnormal, 0.5 out of 6)"
+        fail(what, "bitsandbytes' subnormal (exponent field 0, m = 1) is 2^-4 = 0.0625 before "
+                   "normalising by 12, i.e. 1/192 of the block's absmax")
+    if not torch.allclose(levels.sort().values, table.sort().values, atol=1e-6):
+        fail(f"the levels differ from bitsandbytes' FP4 table by up to "
+             f"{float((levels.sort().values - table.sort().values).abs().max()):.3g}",
+             "normal numbers (exponent field e = 1, 2, 3): (1 + m/2) * 2^e; subnormal (e = 0): "
+             "m * 2^-4; then both signs, then divide by the largest magnitude")
+    order = ("the same code order as bitsandbytes" if torch.allclose(levels, table, atol=1e-6)
+             else "a code order of your own, which is fine: codes are only names for the values")
+    passed(f"fp4_levels: the 16 values of bitsandbytes' FP4 (+-0, +-1/192, +-1/6 ... +-1), {order}")
+
+
+# ---------------------------------------------------------------- FP4: blockwise
+FP4_CASES = (((12, 48), 64, 4601),     # 576 = 9 x 64: whole blocks, numel != 64^2, not square
+             ((7, 45), 32, 4602),      # 315 = 9 x 32 + 27: a short last block, odd sizes
+             ((5, 101), 128, 4603),    # 505 = 3 x 128 + 121
+             ((3, 10), 64, 4604))      # 30 < 64: a single, short block
+
+
+def _fp4_midpoints() -> torch.Tensor:
+    levels = _bnb_fp4_table().double().unique()                       # sorted, one zero
+    return (levels[:-1] + levels[1:]) / 2
+
+
+def _per_element(absmax: torch.Tensor, n: int, blocksize: int) -> torch.Tensor:
+    return absmax.reshape(-1).double().repeat_interleave(blocksize)[:n]
+
+
+def _block_absmax(flat: torch.Tensor, blocksize: int) -> torch.Tensor:
+    return F.pad(flat, (0, -flat.numel() % blocksize)).reshape(-1, blocksize).abs().amax(dim=1)
+
+
+def _fp4_weight(shape, blocksize: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    n = shape[0] * shape[1]
+    n_blocks, rem = -(-n // blocksize), n % blocksize
+    # Blocks of very different ranges (x1 ... x81, block 0 the largest), so one absmax per tensor
+    # or per row is visibly wrong.
+    factors = 0.02 * 3.0 ** ((torch.arange(n_blocks) + 4) % 5).double()
+    flat = torch.randn(n, generator=g, dtype=torch.float64) * factors.repeat_interleave(blocksize)[:n]
+    absmax = _block_absmax(flat, blocksize)
+    flat[min(blocksize, n) // 2] = -1.37 * absmax[0]     # block 0's largest magnitude is negative
+    if rem and n_blocks > 1:
+        # A short last block larger than the block before it and smaller than the largest one,
+        # so that merging it into its neighbour, dropping it, or giving it the tensor's absmax
+        # all change some absmax.
+        absmax = _block_absmax(flat, blocksize)
+        tail = flat[n - rem:]
+        flat[n - rem:] = tail / tail.abs().max() * (absmax[-2] * absmax[:-1].max()).sqrt()
+    absmax = _block_absmax(flat, blocksize)
+    flat[3] = 0.0                             # a pruned weight: exactly 0
+    flat[5] = 0.001 * absmax[0]               # rounds to 0
+    flat[7] = -0.005 * absmax[0]              # rounds to -1/192, the subnormal level
+    flat[9] = 0.03 * absmax[0]                # still the subnormal 1/192, not 1/6
+    # Keep every scaled value at least 1e-3 away from a decision boundary (a midpoint between two
+    # levels) and from a level other than 0 and +-1, so that w / absmax and w * (1 / absmax),
+    # float32 or float64, agree on the nearest level and on the level below.
+    am = _per_element(absmax, n, blocksize)
+    s = flat / am
+    levels = _bnb_fp4_table().double().unique()
+    points = torch.cat([_fp4_midpoints(), levels[(levels != 0) & (levels.abs() != 1)]])
+    d = s[:, None] - points
+    i = d.abs().argmin(dim=1)
+    near = d.gather(1, i[:, None])[:, 0]
+    s = torch.where(near.abs() < 1e-3, points[i] + torch.where(near < 0, -2e-3, 2e-3), s)
+    return (s * am).float().reshape(shape)
+
+
+@functools.lru_cache(maxsize=None)
+def _fp4_cases():
+    """(w, blocksize, absmax, w_hat) per case, with absmax and w_hat from bitsandbytes."""
+    import bitsandbytes.functional as bnbf
+    cases = []
+    for shape, blocksize, seed in FP4_CASES:
+        w = _fp4_weight(shape, blocksize, seed)
+        n = w.numel()
+        # bitsandbytes blocks the flattened tensor. We hand it the flat weight plus one zero when
+        # numel is odd: a zero never changes a block's absmax, and this keeps bitsandbytes 0.50's
+        # CPU dequantize on its C++ kernel (its torch.compile fallback for odd sizes takes
+        # seconds, and its 2-D kernel restarts blocks at every row when blocksize does not
+        # divide the row length).
+        flat = F.pad(w.reshape(-1), (0, n % 2))
+        packed, state = bnbf.quantize_4bit(flat, blocksize=blocksize, quant_type="fp4")
+        w_hat = bnbf.dequantize_4bit(packed, state).reshape(-1)[:n].reshape(shape)
+        cases.append((w, blocksize, state.absmax.clone().double(), w_hat.double()))
+    return tuple(cases)
+
+
+def _absmax_mistakes(w: torch.Tensor, blocksize: int):
+    """(what the mistake gives, what, hint) for the absmax of one case."""
+    flat = w.reshape(-1).double()
+    n, rows, cols = flat.numel(), *w.shape
+    rem, full = n % blocksize, n - n % blocksize
+    right = _block_absmax(flat, blocksize)
+    out = []
+    if rem == 0:
+        strided = flat.reshape(blocksize, -1)
+        hint = (f"blocks are {blocksize} CONSECUTIVE values of the flattened weight: "
+                "reshape(-1, blocksize) makes one block per row. reshape(blocksize, -1) has the "
+                f"same values in the wrong places: every {n // blocksize}th value ends up in the "
+                "same block (it only looks right when numel = blocksize^2)")
+        out += [(strided.abs().amax(dim=1), "blocks taken with reshape(blocksize, -1)", hint),
+                (strided.abs().amax(dim=0), "blocks taken with reshape(blocksize, -1)", hint)]
+    whole = flat.abs().max()
+    per_tensor = ("one absmax for the whole tensor",
+                  f"FP4, like NF4, gives each block of {blocksize} consecutive values its own absmax "
+                  f"({right.numel()} blocks here)")
+    out += [(whole.reshape(1), *per_tensor), (whole.expand(right.numel()), *per_tensor)]
+    out.append((w.double().abs().amax(dim=1), "one absmax per row of the weight",
+                "blocks run over the FLATTENED weight, blocksize values each, and cross row "
+                "boundaries; only the very last block may be shorter"))
+    if cols % blocksize:
+        per_row = F.pad(w.double(), (0, -cols % blocksize)).reshape(rows, -1, blocksize)
+        out.append((per_row.abs().amax(dim=-1).reshape(-1), "blocks restart at every row",
+                    f"flatten the whole weight first: the rows have {cols} values, not a multiple "
+                    f"of {blocksize}, and bitsandbytes' blocks cross row boundaries"))
+    signed = F.pad(flat, (0, -n % blocksize), value=-float("inf")).reshape(-1, blocksize).amax(dim=1)
+    out.append((signed, "absmax is the largest value, not the largest |value|",
+                "negative weights count too: .abs().amax(dim=1)"))
+    if rem:
+        split = f"{n} = {full // blocksize} x {blocksize} + {rem}"
+        out.append((right[:-1], "the last, shorter block is missing",
+                    f"{split}: bitsandbytes keeps the {rem} leftover values as a last block "
+                    "with its own absmax (pad with zeros to whole blocks, or treat the tail apart)"))
+        if full:
+            merged = right[:-1].clone()
+            merged[-1] = flat[full - blocksize:].abs().max()
+            out.append((merged, "the leftover values were merged into the previous block",
+                        f"{split}: the {rem} leftover values form a block of their own, with "
+                        "their own absmax"))
+            out.append((torch.cat([right[:-1], whole.reshape(1)]),
+                        "the last block got the absmax of the whole tensor",
+                        f"{split}: the last block's absmax is the largest |value| among its {rem} "
+                        "values only"))
+        front = F.pad(flat, (blocksize - rem, 0)).reshape(-1, blocksize).abs().amax(dim=1)
+        out.append((front, "the padding went at the front",
+                    "blocks start at element 0 and only the last block is short: pad at the "
+                    "end, F.pad(flat, (0, pad))"))
+    return right, out
+
+
+def _check_absmax(absmax: torch.Tensor, w: torch.Tensor, blocksize: int, want: torch.Tensor,
+                  call: str) -> None:
+    got = absmax.reshape(-1)
+    right, mistakes = _absmax_mistakes(w, blocksize)
+    if not torch.allclose(right, want, rtol=1e-6):
+        raise RuntimeError("the checker's own blocks differ from bitsandbytes': a checker bug")
+    if got.numel() == want.numel() and torch.allclose(got, want, rtol=1e-5, atol=0):
+        return
+    for candidate, what, hint in mistakes:
+        if candidate.numel() == got.numel() and torch.allclose(got, candidate, rtol=1e-5, atol=0):
+            fail(f"{what}: {call}", hint)
+    n = w.numel()
+    if got.numel() != want.numel():
+        fail(f"{call} returned {got.numel()} absmax values, expected one per block: "
+             f"ceil({n} / {blocksize}) = {want.numel()}",
+             "one absmax per block of blocksize consecutive values of the flattened weight; "
+             "the last block may be shorter")
+    wrong = (~torch.isclose(got, want, rtol=1e-5, atol=0)).nonzero()[:, 0].tolist()
+    if n % blocksize and wrong == [want.numel() - 1]:
+        fail(f"the last block's absmax is wrong ({float(got[-1]):.4g}, expected "
+             f"{float(want[-1]):.4g}) while the others are right: {call}",
+             f"the last block holds the {n % blocksize} leftover values only: zeros added as "
+             "padding never change an absmax, copied or wrapped values do")
+    fail(f"{len(wrong)} of {want.numel()} block absmax values are wrong: {call}",
+         "absmax of a block = the largest |value| among its blocksize consecutive values")
+
+
+def _code_mistakes(s: torch.Tensor, table: torch.Tensor):
+    """(levels a mistake picks for the scaled values s, what, hint)."""
+    sorted_levels, order = table.sort()
+    by_index = torch.round((s + 1) / 2 * 15).clamp(0, 15).long()
+    index_hint = ("the levels are not evenly spaced: rounding (w / absmax + 1) * 7.5 picks a "
+                  "level by its POSITION in the table; pick the one nearest in VALUE: "
+                  "argmin_j |w / absmax - levels[j]|")
+
+    def nearest(among: torch.Tensor) -> torch.Tensor:
+        return among[(s[:, None] - among).abs().argmin(dim=1)]
+
+    below = torch.where(sorted_levels[None, :] <= s[:, None] + 1e-9, sorted_levels, -2.0).amax(dim=1)
+    mags = sorted_levels[sorted_levels >= 0]
+    toward_zero = torch.sign(s) * torch.where(mags[None, :] <= s.abs()[:, None] + 1e-9, mags, 0.0).amax(dim=1)
+    return (
+        (sorted_levels[by_index], "levels picked by rounding to an index", index_hint),
+        (table[by_index], "levels picked by rounding to an index", index_hint),
+        (nearest(table).abs(), "negative weights came back positive: the sign was dropped",
+         "take the nearest of all 16 levels to w / absmax, negative ones included (or put "
+         "the sign of w back on the level you found for |w|)"),
+        (-nearest(table), "every sign is flipped",
+         "a negative weight needs a negative level: the sign bit is set for w < 0"),
+        (below, "each value got the level below it, not the nearest one",
+         "nearest, not floor: argmin_j |w / absmax - levels[j]|"),
+        (toward_zero, "each value was rounded toward zero, not to the nearest level",
+         "nearest, not truncated: argmin_j |w / absmax - levels[j]|"),
+        (nearest(table[table != 0]), "no value came back as exactly 0: the zero level was left out",
+         "weights below 1/384 of their block's absmax, and exact zeros such as pruned weights, "
+         "must get a zero code; keep 0 among the candidate levels"),
+        (nearest(table[table.abs() > 0.01]), "the subnormal levels (0 and +-1/192) were left out",
+         "weights below about 1/12 of their block's absmax need the subnormal levels 0 and "
+         "+-1/192; keep all 16 levels among the candidates"),
+    )
+
+
+def _check_codes(codes: torch.Tensor, w: torch.Tensor, blocksize: int, absmax: torch.Tensor,
+                 want_hat: torch.Tensor, call: str) -> None:
+    n = w.numel()
+    n_blocks = absmax.numel()
+    if codes.numel() != n:
+        if codes.numel() == n_blocks * blocksize:
+            fail(f"{call} returned {codes.numel()} codes, expected one per weight: {n}",
+                 "you returned codes for the padding too: crop the flat codes to numel")
+        fail(f"{call} returned {codes.numel()} codes, expected one per weight: {n}",
+             "one code per value of the flattened weight, the short last block included")
+    flat_codes = codes.reshape(-1)
+    if not torch.equal(flat_codes, flat_codes.round()) or flat_codes.min() < 0 or flat_codes.max() > 15:
+        fail(f"codes must be integers 0..15 (indices into the 16 levels), got values in "
+             f"[{float(flat_codes.min()):.3g}, {float(flat_codes.max()):.3g}]: {call}",
+             "code = argmin_j |w / absmax - levels[j]|, an index")
+    table = _bnb_fp4_table().double()
+    am = _per_element(absmax, n, blocksize)
+    got = table[flat_codes.long()]
+    want = want_hat.reshape(-1) / am
+    if torch.allclose(got, want, atol=1e-6):
+        return
+    s = w.reshape(-1).double() / am
+    for candidate, what, hint in _code_mistakes(s, table):
+        if not torch.allclose(candidate, want, atol=1e-6) and torch.allclose(got, candidate, atol=1e-6):
+            fail(f"{what}: {call}", hint)
+    wrong = ~torch.isclose(got, want, atol=1e-6)
+    fail(f"{int(wrong.sum())} of {n} codes are not the nearest FP4 level: {call}",
+         "code = argmin_j |w / absmax_block - levels[j]| over all 16 levels. The table comes in "
+         "bitsandbytes' code order, which is not sorted: argmin works for any order, "
+         "searchsorted and bucketize need a sorted table")
+
+
+def _check_dequantized(w_hat: torch.Tensor, codes: torch.Tensor, absmax: torch.Tensor,
+                       w: torch.Tensor, blocksize: int, want: torch.Tensor, call: str) -> None:
+    n = w.numel()
+    if tuple(w_hat.shape) != tuple(w.shape):
+        if w_hat.numel() == n:
+            fail(f"{call} returned shape {tuple(w_hat.shape)}, expected {tuple(w.shape)}",
+                 "reshape the result to the `shape` argument")
+        if w_hat.numel() == absmax.numel() * blocksize:
+            fail(f"{call} returned {w_hat.numel()} values, expected {n}",
+                 "you returned the padding too: crop to numel before reshaping")
+        fail(f"{call} returned shape {tuple(w_hat.shape)}, expected {tuple(w.shape)}",
+             "one value per code, in the `shape` argument")
+    if _close(w_hat, want):
+        return
+    table = _bnb_fp4_table().double()
+    level = table[codes.reshape(-1).long()]
+    am = _per_element(absmax, n, blocksize)
+    candidates = [
+        (level, "the absmax is missing", "w_hat = levels[code] * absmax of the code's block"),
+        (level / am, "the levels were divided by the absmax",
+         "quantizing divides by absmax, dequantizing multiplies: levels[code] * absmax"),
+        (level * absmax.reshape(-1).double().max(), "one absmax for every block",
+         "each code is multiplied by the absmax of its own block"),
+    ]
+    if n % blocksize == 0:
+        strided = (level.reshape(blocksize, -1) * absmax.reshape(1, -1).double()).reshape(-1)
+        candidates.append((strided, "blocks taken with reshape(blocksize, -1)",
+                           "the codes of one block are blocksize CONSECUTIVE values: "
+                           "levels[codes].reshape(-1, blocksize) * absmax[:, None]"))
+    for candidate, what, hint in candidates:
+        if _close(w_hat, candidate.reshape(w.shape)):
+            fail(f"{what}: {call}", hint)
+    fail(f"{call} differs from levels[codes] * absmax of each code's block by up to "
+         f"{float((w_hat - want).abs().max()):.3g}",
+         "w_hat[i] = levels[codes[i]] * absmax[i // blocksize], then reshape to `shape`")
+
+
+def check_fp4_blockwise(quantize_fp4, dequantize_fp4) -> None:
+    """``quantize_fp4(w, levels, blocksize) -> (codes, absmax)`` and
+    ``dequantize_fp4(codes, absmax, levels, blocksize, shape) -> w_hat`` of shape ``shape``.
+
+    ``levels`` is bitsandbytes' FP4 table in its code order; the result must equal bitsandbytes'
+    ``dequantize_4bit(quantize_4bit(w, blocksize=..., quant_type="fp4"))``.
+    """
+    for w, blocksize, want_absmax, want_hat in _fp4_cases():
+        n = w.numel()
+        rem = n % blocksize
+        tail = (f"numel = {n} is not a multiple of blocksize = {blocksize}: the last block holds "
+                f"the {rem} leftover values and has its own absmax") if rem else None
+        q_tail = tail and tail + " (pad the flat weight with zeros to whole blocks, then crop back to numel)"
+        dq_tail = tail and tail + (" (give each code the absmax of its block, "
+                                   "absmax.repeat_interleave(blocksize), cropped to numel)")
+        call = f"quantize_fp4(w of shape {tuple(w.shape)}, levels, blocksize={blocksize})"
+        out = _call(call, quantize_fp4, w.clone(), _bnb_fp4_table().clone(), blocksize, hint=q_tail)
+        codes, absmax = _pair(out, "quantize_fp4", "(codes, absmax)")
+        codes, absmax = _tensor(codes, call), _tensor(absmax, call)
+        _check_absmax(absmax, w, blocksize, want_absmax, call)
+        _check_codes(codes, w, blocksize, absmax, want_hat, call)
+        dcall = f"dequantize_fp4(codes, absmax, levels, blocksize={blocksize}, shape={tuple(w.shape)})"
+        student_codes, student_absmax = out
+        w_hat = _call(dcall, dequantize_fp4, student_codes.clone(), student_absmax.clone(),
+                      _bnb_fp4_table().clone(), blocksize, tuple(w.shape), hint=dq_tail)
+        w_hat = _tensor(w_hat, dcall)
+        _check_dequantized(w_hat, codes, absmax, w, blocksize, want_hat, dcall)
+    passed("quantize_fp4 / dequantize_fp4: blockwise absmax over the flattened weight, a short "
+           "last block, the nearest of bitsandbytes' 16 FP4 levels; equal to bitsandbytes' "
+           "quantize_4bit / dequantize_4bit at block sizes 32, 64 and 128")

@@ -7,6 +7,8 @@ figure with a slider over the precomputed sweep.
 """
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 from .. import recipes
@@ -14,7 +16,7 @@ from ..baselines import data_spec, sentiment_loaders
 from ..compare import train_and_measure
 from ..measure import count_parameters, tensor_bytes
 from ..targets import find_modules
-from ..ui import has_anywidget, show_in
+from ..ui import figure_widget, format_bytes, has_anywidget, show_in, sync_widget_state
 from .lora import lora_parameter_count
 
 RANKS = (1, 2, 4, 8, 16, 32, 64)
@@ -123,6 +125,16 @@ COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c")
 BAR_LABELS = ["weights", "gradients", "optimizer state", "adapter file"]
 
 
+def _bar(name: str, budget: dict, color: str, group: str):
+    """One method's memory bars, each labelled with its size (no need to hover)."""
+    import plotly.graph_objects as go
+
+    return go.Bar(name=name, x=BAR_LABELS, y=_bar_y(budget), marker_color=color, legendgroup=group,
+                  text=[format_bytes(budget[part]) for part in BUDGET_PARTS], textposition="outside",
+                  textangle=-90, textfont={"size": 10}, cliponaxis=False,
+                  hovertemplate="%{x}: %{text}<extra>" + name + "</extra>")
+
+
 def rank_traces(model: nn.Module, r: int, target_names, sweep: RankSweep | None = None) -> list:
     """The figure's traces for rank ``r``: memory bars (full fine-tuning, then LoRA on each target
     choice) on the left axes; accuracy against rank of each choice's known sweep points and a
@@ -131,11 +143,9 @@ def rank_traces(model: nn.Module, r: int, target_names, sweep: RankSweep | None 
 
     _check_rank(r)
     names = _check_target_names(target_names)
-    traces = [go.Bar(name="full fine-tuning", x=BAR_LABELS, y=_bar_y(full_budget(model)),
-                     marker_color="#7f7f7f", legendgroup="full")]
+    traces = [_bar("full fine-tuning", full_budget(model), "#7f7f7f", "full")]
     for n, color in zip(names, COLORS):
-        traces.append(go.Bar(name=f"LoRA on {n}", x=BAR_LABELS, y=_bar_y(lora_budget(model, LORA_TARGETS[n], r)),
-                             marker_color=color, legendgroup=n))
+        traces.append(_bar(f"LoRA on {n}", lora_budget(model, LORA_TARGETS[n], r), color, n))
     for n, color in zip(names, COLORS):
         known = sweep.accuracy(n) if sweep is not None else {}
         traces.append(go.Scatter(name=f"accuracy, {n}", x=list(known), y=list(known.values()),
@@ -146,23 +156,38 @@ def rank_traces(model: nn.Module, r: int, target_names, sweep: RankSweep | None 
     return traces
 
 
+def _memory_axis(model: nn.Module) -> dict:
+    """The log MiB axis, the same at every rank and target choice (so the bars move, not the
+    axis): decade ticks written out, and headroom above the largest bar for its label."""
+    smallest = min(min(_bar_y(lora_budget(model, t, min(RANKS)))) for t in LORA_TARGETS.values())
+    largest = max(_bar_y(full_budget(model)))
+    low, high = math.floor(math.log10(smallest)), math.ceil(math.log10(largest))
+    ticks = [10.0 ** k for k in range(low, high + 1)]
+    return {"type": "log", "title": "MiB (log scale), fp32 + AdamW",
+            "range": [math.log10(smallest) - 0.3, math.log10(largest) + 1.0],
+            "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
+
+
+def _rank_layout(model: nn.Module, r: int, names, sweep) -> dict:
+    return {"barmode": "group", "title": {"text": _rank_title(model, r, names)},
+            "legend": {"title": {"text": "method"}}, "height": 480, "margin": {"t": 90},
+            "xaxis": {"domain": [0, 0.58]}, "yaxis": _memory_axis(model),
+            "xaxis2": {"domain": [0.7, 1], "type": "log", "tickvals": list(RANKS),
+                       "ticktext": [str(k) for k in RANKS], "title": "rank r", "anchor": "y2"},
+            "yaxis2": {"anchor": "x2", "range": [0.4, 1.0], "title": _accuracy_title(sweep)}}
+
+
 def rank_figure(model: nn.Module, r: int = 8, target_names=tuple(LORA_TARGETS), widget: bool = False,
                 sweep: RankSweep | None = None):
-    """Left: bars of weights / gradients / optimizer state / adapter file (MiB, log axis) for full
-    fine-tuning and LoRA at rank ``r`` on each target choice. Right: accuracy against rank from
-    ``sweep`` (empty without one). ``widget=True`` gives a FigureWidget for
-    :func:`update_rank_figure`."""
+    """Left: bars of weights / gradients / optimizer state / adapter file (MiB, log axis, each bar
+    labelled with its size) for full fine-tuning and LoRA at rank ``r`` on each target choice.
+    Right: accuracy against rank from ``sweep`` (empty without one). ``widget=True`` gives a
+    FigureWidget for :func:`update_rank_figure`, built from the finished figure in one step."""
     import plotly.graph_objects as go
 
     names = _check_target_names(target_names)
-    fig = (go.FigureWidget if widget else go.Figure)(data=rank_traces(model, r, names, sweep))
-    fig.update_layout(
-        barmode="group", title=_rank_title(model, r, names), legend_title="method", height=460,
-        xaxis={"domain": [0, 0.58]}, yaxis={"type": "log", "title": "MiB (log scale), fp32 + AdamW"},
-        xaxis2={"domain": [0.7, 1], "type": "log", "tickvals": list(RANKS), "title": "rank r",
-                "anchor": "y2"},
-        yaxis2={"anchor": "x2", "range": [0.4, 1.0], "title": _accuracy_title(sweep)})
-    return fig
+    fig = go.Figure(data=rank_traces(model, r, names, sweep), layout=_rank_layout(model, r, names, sweep))
+    return figure_widget(fig) if widget else fig
 
 
 def _accuracy_title(sweep) -> str:
@@ -177,12 +202,14 @@ def _rank_title(model, r, names) -> str:
 
 
 def update_rank_figure(fig, model: nn.Module, r: int, target_names, sweep: RankSweep | None = None) -> None:
-    """Redraw ``fig`` (from ``rank_figure(widget=True)``) for rank ``r`` and these target choices."""
+    """Redraw ``fig`` (from ``rank_figure(widget=True)``) for rank ``r`` and these target choices;
+    a FigureWidget's synced state (what a reloaded page draws) follows."""
     traces = rank_traces(model, r, target_names, sweep)
     with fig.batch_update():
         fig.data = []
         fig.add_traces(traces)
-        fig.layout.title = _rank_title(model, r, _check_target_names(target_names))
+        fig.layout.title.text = _rank_title(model, r, _check_target_names(target_names))
+    sync_widget_state(fig)
 
 
 def rank_explorer(model: nn.Module, r: int = 8, sweep: RankSweep | None = None,
@@ -191,17 +218,18 @@ def rank_explorer(model: nn.Module, r: int = 8, sweep: RankSweep | None = None,
 
     With a ``sweep`` (:class:`RankSweep`), moving to a rank not trained yet for a chosen target
     trains it on the sweep's small subset first, with a progress bar, and caches it; the accuracy
-    panel then gains the point. The chart is a plotly FigureWidget, updated in place. plotly 6+
-    builds FigureWidget on the ``anywidget`` package; without it the chart is redrawn into an
+    panel then gains the point. The slider acts when released, not at every rank dragged past
+    (each would be a training run). The chart is a plotly FigureWidget, updated in place. plotly
+    6+ builds FigureWidget on the ``anywidget`` package; without it the chart is redrawn into an
     ``ipywidgets.Output`` instead.
     """
     import ipywidgets as W
 
     live = has_anywidget()
     names = _check_target_names(target_names)
-    slider = W.SelectionSlider(options=list(RANKS), value=r, description="rank r")
+    slider = W.SelectionSlider(options=list(RANKS), value=r, description="rank r", continuous_update=False)
     choice = W.SelectMultiple(options=list(LORA_TARGETS), value=tuple(names), description="targets", rows=3)
-    training = W.Output()                      # tqdm bars of runs being trained
+    training = W.Output()                      # progress bars of runs being trained
 
     def train_missing():
         if sweep is None:
@@ -235,17 +263,20 @@ def rank_explorer(model: nn.Module, r: int = 8, sweep: RankSweep | None = None,
 def rank_slider_figure(model: nn.Module, ranks=RANKS, target_names=("query, value",), r: int = 8,
                        sweep: RankSweep | None = None):
     """The static version for the book: one figure, a slider over ``ranks``; the bars are counted
-    for each rank and the accuracy panel shows the precomputed ``sweep``."""
+    for each rank and the accuracy panel shows the precomputed ``sweep``. Each step sets the
+    bars, their labels, the rank marker (position and name) and the title."""
     for rank in ranks:
         _check_rank(rank)
     names = _check_target_names(target_names)
-    fig = rank_figure(model, r, names, sweep=sweep)
     steps = []
     for rank in ranks:
         traces = rank_traces(model, rank, names, sweep)
         steps.append({"label": str(rank), "method": "update",
-                      "args": [{"x": [list(t.x) for t in traces], "y": [list(t.y) for t in traces]},
-                               {"title": _rank_title(model, rank, names)}]})
+                      "args": [{"x": [list(t.x) for t in traces], "y": [list(t.y) for t in traces],
+                                "text": [list(t.text) if t.text is not None else [] for t in traces],
+                                "name": [t.name for t in traces]},
+                               {"title.text": _rank_title(model, rank, names)}]})
+    fig = rank_figure(model, r, names, sweep=sweep)
     fig.update_layout(sliders=[{"active": list(ranks).index(r) if r in ranks else 0,
                                 "currentvalue": {"prefix": "rank r = "}, "steps": steps, "pad": {"t": 50}}])
     return fig

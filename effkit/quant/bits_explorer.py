@@ -14,6 +14,7 @@ from torch import nn
 from .ptq import PTQSpec, accuracy_and_latency, quantized_copy
 from .affine import GRANULARITIES, quantize
 from .layers import QuantLinear
+from ..ui import figure_widget, format_bytes, has_anywidget, show_in, sync_widget_state
 
 
 # ================================================================ the explorer: pure data
@@ -73,19 +74,32 @@ def _level_lines(levels: list[float], height: float) -> tuple[list, list]:
     return xs, ys
 
 
+NO_ACCURACY = "no accuracy<br>measured for<br>this figure"
+
+
+def _accuracy_text(value) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
 def _trace_arrays(data: dict) -> list[dict]:
-    """The x/y of the four traces (histogram, levels, bytes, accuracy), in figure order."""
+    """The x/y/text of the four traces (histogram, levels, bytes, accuracy), in figure order."""
     lx, ly = _level_lines(data["levels"], max(data["hist_y"]) or 1)
     acc = data["accuracy"] or {}
-    return [{"x": data["hist_x"], "y": data["hist_y"]}, {"x": lx, "y": ly},
-            {"x": ["fp32", "quantized"], "y": [data["bytes"]["fp32"] / 1024,
-                                               data["bytes"]["quantized"] / 1024]},
-            {"x": ["fp32", "quantized"], "y": [acc.get("fp32"), acc.get("quantized")]}]
+    sizes = [data["bytes"]["fp32"], data["bytes"]["quantized"]]
+    accuracy = [acc.get("fp32"), acc.get("quantized")]
+    return [{"x": data["hist_x"], "y": data["hist_y"], "text": []}, {"x": lx, "y": ly, "text": []},
+            {"x": ["fp32", "quantized"], "y": [b / 1024 for b in sizes], "text": [format_bytes(b) for b in sizes]},
+            {"x": ["fp32", "quantized"], "y": accuracy, "text": [_accuracy_text(a) for a in accuracy]}]
+
+
+def _has_accuracy(data: dict) -> bool:
+    return any(v is not None for v in (data["accuracy"] or {}).values())
 
 
 def explorer_figure(data: dict, widget: bool = False):
     """Three panels: weights with the levels drawn on them; the layer's KiB in fp32 and
-    quantized; accuracy before and after. ``widget=True`` gives a FigureWidget."""
+    quantized; accuracy before and after (the bars carry their values; without an accuracy in
+    ``data`` the panel says so). ``widget=True`` gives a FigureWidget of the finished figure."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -93,24 +107,33 @@ def explorer_figure(data: dict, widget: bool = False):
                         subplot_titles=("weights sharing one scale, and the levels",
                                         "this layer (KiB)", "accuracy"))
     arrays = _trace_arrays(data)
-    fig.add_trace(go.Bar(name="weights", marker_color="#9ecae1", **arrays[0]), 1, 1)
+    fig.add_trace(go.Bar(name="weights", marker_color="#9ecae1", x=arrays[0]["x"], y=arrays[0]["y"]), 1, 1)
     fig.add_trace(go.Scatter(name="levels", mode="lines", line={"color": "#d62728", "width": 1},
-                             **arrays[1]), 1, 1)
-    fig.add_trace(go.Bar(name="KiB", marker_color=["#7f7f7f", "#1f77b4"], **arrays[2]), 1, 2)
-    fig.add_trace(go.Bar(name="accuracy", marker_color=["#7f7f7f", "#2ca02c"], **arrays[3]), 1, 3)
-    fig.update_layout(title=data["title"], showlegend=False, height=380, bargap=0.05)
+                             x=arrays[1]["x"], y=arrays[1]["y"]), 1, 1)
+    fig.add_trace(go.Bar(name="KiB", marker_color=["#7f7f7f", "#1f77b4"], textposition="outside",
+                         cliponaxis=False, hovertemplate="%{x}: %{text}<extra></extra>", **arrays[2]), 1, 2)
+    fig.add_trace(go.Bar(name="accuracy", marker_color=["#7f7f7f", "#2ca02c"], textposition="auto",
+                         hovertemplate="%{x}: %{text}<extra></extra>", **arrays[3]), 1, 3)
+    fig.update_layout(title={"text": data["title"]}, showlegend=False, height=380, bargap=0.05)
+    fig.update_yaxes(range=[0, 1.25 * data["bytes"]["fp32"] / 1024], row=1, col=2)
     fig.update_yaxes(range=[0, 1], row=1, col=3)
-    if widget:
-        fig = go.FigureWidget(fig)
-    return fig
+    fig.add_annotation(name="no accuracy", text=NO_ACCURACY, showarrow=False, x=0.5, y=0.5,
+                       xref="x3 domain", yref="y3 domain", font={"color": "#7f7f7f"},
+                       visible=not _has_accuracy(data))
+    return figure_widget(fig) if widget else fig
 
 
 def update_explorer(fig, data: dict) -> None:
-    """Put new :func:`explorer_data` into a figure from :func:`explorer_figure`, in place."""
+    """Put new :func:`explorer_data` into a figure from :func:`explorer_figure`, in place; a
+    FigureWidget's synced state (what a reloaded page draws) follows."""
     with fig.batch_update():
         for trace, arrays in zip(fig.data, _trace_arrays(data)):
             trace.x, trace.y = arrays["x"], arrays["y"]
+            if arrays["text"]:
+                trace.text = arrays["text"]
         fig.layout.title.text = data["title"]
+        fig.update_annotations(visible=not _has_accuracy(data), selector={"name": "no accuracy"})
+    sync_widget_state(fig)
 
 
 # ================================================================ the explorer: widget and book figure
@@ -119,19 +142,21 @@ def bits_explorer(model: nn.Module, loader, layer: str = "bert.encoder.layer.0.i
     """Sliders for bits (2-8), method, granularity and group size; each change re-quantizes the
     whole model, re-evaluates it on ``loader`` (a dev subset: a few seconds on CPU) and redraws
     the weights of ``layer`` with their levels, the layer's bytes and the accuracy.
+    The bits slider acts when released (each value is a re-evaluation). NF4 is 4-bit by
+    definition: choosing it sets the slider to 4 and locks it (and granularity); going back to
+    RTN restores the bits chosen before.
     Needs a running kernel; the book shows :func:`bits_slider_figure` instead."""
     import ipywidgets as W
-
-    from ..ui import has_anywidget, show_in
 
     weight = model.get_submodule(layer).weight
     fp32 = accuracy_and_latency(model, loader)["accuracy"]
     live = has_anywidget()
-    bits_w = W.IntSlider(value=bits, min=2, max=8, description="bits")
+    bits_w = W.IntSlider(value=bits, min=2, max=8, description="bits", continuous_update=False)
     method_w = W.Dropdown(options=["affine", "nf4"], value="affine", description="method")
     gran_w = W.Dropdown(options=list(GRANULARITIES), value="channel", description="granularity")
     group_w = W.Dropdown(options=[32, 64, 128], value=64, description="group size")
     status = W.Label()
+    state = {"affine_bits": bits, "quiet": False}
 
     def current_spec() -> PTQSpec:
         if method_w.value == "nf4":
@@ -147,16 +172,31 @@ def bits_explorer(model: nn.Module, loader, layer: str = "bert.encoder.layer.0.i
     view = fig if live else W.Output()
 
     def redraw(_change=None):
-        bits_w.disabled = method_w.value == "nf4"            # NF4 is 4-bit by definition
-        gran_w.disabled = method_w.value == "nf4"
+        if state["quiet"]:
+            return
         status.value = "quantizing and evaluating ..."
         update_explorer(fig, data_for(current_spec()))
         status.value = ""
         if not live:
             show_in(view, fig)
 
-    for w in (bits_w, method_w, gran_w, group_w):
+    def method_changed(_change=None):
+        nf4 = method_w.value == "nf4"
+        state["quiet"] = True                  # the bits change below is part of this one redraw
+        try:
+            if nf4:
+                state["affine_bits"] = bits_w.value
+                bits_w.value = PTQSpec("nf4").nominal_bits
+            else:
+                bits_w.value = state["affine_bits"]
+        finally:
+            state["quiet"] = False
+        bits_w.disabled = gran_w.disabled = nf4
+        redraw()
+
+    for w in (bits_w, gran_w, group_w):
         w.observe(redraw, names="value")
+    method_w.observe(method_changed, names="value")
     if not live:
         show_in(view, fig)
     box = W.VBox([W.HBox([bits_w, method_w]), W.HBox([gran_w, group_w, status]), view])
@@ -185,7 +225,8 @@ def bits_slider_figure(weight: torch.Tensor, grid, granularity: str = "channel",
             first = data
         arrays = _trace_arrays(data)
         steps.append({"label": str(spec.bits), "method": "update",
-                      "args": [{"x": [a["x"] for a in arrays], "y": [a["y"] for a in arrays]},
+                      "args": [{"x": [a["x"] for a in arrays], "y": [a["y"] for a in arrays],
+                                "text": [a["text"] for a in arrays]},
                                {"title.text": data["title"]}]})
     fig = explorer_figure(first)
     active = [s["label"] for s in steps].index(str(start_bits)) if str(start_bits) in [

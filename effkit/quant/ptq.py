@@ -280,10 +280,11 @@ def evaluate_ptq(model: nn.Module, loader, spec: PTQSpec) -> dict:
 def run_grid(model: nn.Module, loader, specs, progress: bool = True):
     """:func:`evaluate_ptq` for every spec; a pandas DataFrame with one row per spec."""
     import pandas as pd
-    from tqdm.auto import tqdm
+    from ..ui import progress_bar
 
     specs = list(specs)
     if not specs:
         raise ValueError("specs is empty: pass PTQSpec objects, e.g. default_grid()")
-    rows = [evaluate_ptq(model, loader, s) for s in tqdm(specs, disable=not progress, desc="PTQ grid")]
+    rows = [evaluate_ptq(model, loader, s)
+            for s in progress_bar(specs, disable=not progress, desc="PTQ grid")]
     return pd.DataFrame(rows)
