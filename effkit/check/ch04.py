@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from ._core import fail, passed
+from ._core import call_student, fail, passed
 
 # (in, out, r, alpha). The scalings alpha/r and alpha/sqrt(r) are never 1 and never equal,
 # so a forgotten scaling and plain LoRA's scaling under rslora are told apart.
@@ -38,20 +38,8 @@ CUT_HINT = ("something in forward cuts the graph between A, B and the output (.d
 
 # ---------------------------------------------------------------- plumbing
 def _call(what: str, fn, *args, **kwargs):
-    """Run student code. NotImplementedError (an unfinished stub) passes through unchanged; any
-    other error becomes a FAIL naming the call, without the student's traceback."""
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001  (the student's code may raise anything)
-        error = err
-    message = (str(error).strip().splitlines() or [""])[0]
-    if isinstance(error, (RuntimeError, IndexError)):
-        hint = SHAPE_HINT
-    else:
-        hint = "read the message: an operation got an argument of the wrong type, or None"
-    fail(f"{what} raised {type(error).__name__}: {message}", hint)
+    """Run student code (see ``call_student``): shape errors get the LoRA shapes as a hint."""
+    return call_student(what, fn, *args, shape_hint=SHAPE_HINT, **kwargs)
 
 
 def _number(value, what: str) -> float:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..quant import layers as _layers
-from ._core import fail, passed
+from ._core import call_student, fail, passed
 
 SHAPE_HINT = ("a shape error: print the shapes of your intermediate tensors. A per-row scale is "
               "a column of shape (rows, 1), so that it broadcasts along each row")
@@ -38,19 +38,9 @@ MATMUL_SHAPE_HINT = ("a shape error: print the shapes of your intermediate tenso
 
 # ---------------------------------------------------------------- plumbing
 def _call(what: str, fn, *args, hint: str | None = None):
-    """Run student code. NotImplementedError (an unfinished stub) passes through unchanged; any
-    other exception becomes a FAIL that names the call, without the student's traceback."""
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001  (the student's code may raise anything)
-        error = err
-    message = (str(error).strip().splitlines() or [""])[0]
-    if hint is None:
-        hint = (SHAPE_HINT if isinstance(error, (RuntimeError, IndexError, ValueError))
-                else "read the message: an operation got an argument of the wrong type, or None")
-    fail(f"{what} raised {type(error).__name__}: {message}", hint)
+    """Run student code (see ``call_student``): shape and value errors get the shapes as a hint."""
+    return call_student(what, fn, *args, shape_hint=SHAPE_HINT, hint=hint,
+                        shape_errors=(RuntimeError, IndexError, ValueError))
 
 
 def _tensor(value, what: str) -> torch.Tensor:
