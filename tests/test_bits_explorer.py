@@ -77,6 +77,11 @@ def test_evaluate_ptq_row(encoder, tiny_loader):
     assert 0 <= row["accuracy"] <= 1 and row["ms_per_batch"] > 0
     assert row["label"] == "RTN int8 (channel)"
     assert row["bits"] == 8 and row["bytes_ratio"] == pytest.approx(0.2534, abs=0.002)
+    # bits per weight: 8-bit codes + one fp32 scale per output row; the fp32 biases are left out
+    linears = [m for n, m in encoder[0].named_modules()
+               if isinstance(m, torch.nn.Linear) and not n.startswith("classifier")]
+    weights, rows = sum(m.weight.numel() for m in linears), sum(m.out_features for m in linears)
+    assert row["bits_per_weight"] == pytest.approx(8 + 32 * rows / weights)
     with pytest.raises(TypeError, match="spec must be a PTQSpec"):
         ptq.quantized_copy(encoder[0], "int8")
 

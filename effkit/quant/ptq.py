@@ -185,24 +185,25 @@ def _bnb_state_bytes(weight) -> int:
 def linear_bytes(model: nn.Module, skip=SKIP) -> dict:
     """Stored bytes of every (possibly quantized) Linear layer except ``skip``, from the tensors.
 
-    Returns ``{"bytes", "numel", "n_layers"}``: codes + scales/constants + bias as they sit in
-    memory, whatever library made them (effkit QuantLinear, bitsandbytes, torchao, plain fp32).
+    Returns ``{"bytes", "bias_bytes", "numel", "n_layers"}``: ``bytes`` is codes +
+    scales/constants + bias as they sit in memory, whatever library made them (effkit
+    QuantLinear, bitsandbytes, torchao, plain fp32); ``bias_bytes`` is the fp32 biases' share.
     """
-    total = numel = layers = 0
+    total = biases = numel = layers = 0
     for name, m in model.named_modules():
         if inside_any(name, skip):
             continue
         if isinstance(m, QuantLinear):
             total += m.stored_bytes()
-            numel += m.in_features * m.out_features
         elif isinstance(m, nn.Linear):            # bnb Linear8bitLt/Linear4bit are nn.Linear too
             total += _tensor_nbytes(m.weight) + _bnb_state_bytes(m.weight)
             total += 0 if m.bias is None else _tensor_nbytes(m.bias)
-            numel += m.in_features * m.out_features
         else:
             continue
+        biases += 0 if m.bias is None else _tensor_nbytes(m.bias)
+        numel += m.in_features * m.out_features
         layers += 1
-    return {"bytes": total, "numel": numel, "n_layers": layers}
+    return {"bytes": total, "bias_bytes": biases, "numel": numel, "n_layers": layers}
 
 
 def floor_bytes(model: nn.Module, spec: PTQSpec, skip=SKIP) -> float:
@@ -256,6 +257,8 @@ def evaluate_ptq(model: nn.Module, loader, spec: PTQSpec) -> dict:
     Returns one row: ``label``, ``method``, ``bits``, ``granularity``, ``accuracy``, ``macro_f1``,
     ``stored_bytes`` (quantized Linear layers, measured), ``floor_bytes``, ``fp32_bytes`` (the
     same layers in fp32), ``bytes_ratio``, ``bits_per_weight`` and ``ms_per_batch``.
+    ``bits_per_weight`` is 8 x (codes + scales) / weights, biases left out: the same definition as
+    ``StoredTensors.bits_per_parameter`` (the biases are in ``stored_bytes``).
     """
     fp32_bytes = linear_bytes(model)
     start = time.perf_counter()
@@ -273,7 +276,7 @@ def evaluate_ptq(model: nn.Module, loader, spec: PTQSpec) -> dict:
             "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
             "stored_bytes": stored["bytes"], "floor_bytes": floor_bytes(model, spec),
             "fp32_bytes": fp32_bytes["bytes"], "bytes_ratio": stored["bytes"] / fp32_bytes["bytes"],
-            "bits_per_weight": 8 * stored["bytes"] / stored["numel"],
+            "bits_per_weight": 8 * (stored["bytes"] - stored["bias_bytes"]) / stored["numel"],
             "ms_per_batch": metrics["ms_per_batch"], "quantize_seconds": quantize_seconds}
 
 
