@@ -46,3 +46,10 @@ def test_minutes_and_table_format():
 
 def test_a_build_folder_without_records_reads_as_empty(tmp_path):
     assert book_costs.execution_seconds(tmp_path) == {}
+
+
+def test_the_readme_table_quotes_the_measured_times():
+    readme = (ROOT / "README.md").read_text()
+    for chapter, seconds in COSTS["seconds"].items():
+        assert f"| {chapter} | {book_costs.minutes(seconds)} |" in readme, chapter
+    assert f"| **total** | **{book_costs.minutes(COSTS['total_seconds'])}** |" in readme
