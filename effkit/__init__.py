@@ -1,7 +1,8 @@
 """effkit: the helper package of the efficient fine-tuning kit.
 
 ``import effkit as ek`` gives every chapter the same tools: ``ek.data``, ``ek.models``,
-``ek.grad``, ``ek.results``, ``ek.check`` ... and ``ek.show(obj)`` to read their source.
+``ek.grad``, ``ek.results``, ``ek.check`` ... and ``ek.show(obj)`` to read their source;
+``ek.claim(...)`` and its typed forms check a sentence of the prose against the run's numbers.
 """
 import importlib
 import importlib.util
@@ -28,6 +29,7 @@ warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is depre
 
 from .config import device, pick, profile, seed_everything  # noqa: E402
 from .show import show  # noqa: E402
+from .claims import claim, claim_at_least, claim_at_most, claim_ratio  # noqa: E402
 
 __version__ = "0.1.0"
 

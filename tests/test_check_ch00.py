@@ -67,77 +67,7 @@ def test_model_size_mistakes_are_caught(wrong, hint):
         ch00.check_model_size_bytes(wrong)
 
 
-# ---------------------------------------------------------------- task 2: label balance
-def balance_right(labels, num_classes):
-    for y in labels:
-        if not 0 <= y < num_classes:
-            raise ValueError(f"label {y} outside 0..{num_classes - 1}")
-    return [labels.count(k) / len(labels) for k in range(num_classes)]
-
-
-def balance_integer_division(labels, num_classes):
-    balance_right(labels, num_classes)
-    return [labels.count(k) // len(labels) for k in range(num_classes)]
-
-
-def balance_seen_classes_only(labels, num_classes):
-    balance_right(labels, num_classes)
-    counts = Counter(labels)
-    return [counts[k] / len(labels) for k in sorted(counts)]
-
-
-def balance_most_common_first(labels, num_classes):
-    balance_right(labels, num_classes)
-    counts = Counter(labels)
-    out = [c / len(labels) for _, c in counts.most_common()]
-    return out + [0.0] * (num_classes - len(out))
-
-
-def balance_by_num_classes(labels, num_classes):
-    balance_right(labels, num_classes)
-    return [labels.count(k) / num_classes for k in range(num_classes)]
-
-
-def balance_by_max_count(labels, num_classes):
-    balance_right(labels, num_classes)
-    counts = [labels.count(k) for k in range(num_classes)]
-    return [c / max(counts) for c in counts]
-
-
-def balance_no_validation(labels, num_classes):
-    counts = [0] * num_classes
-    for y in labels:
-        counts[y] += 1  # -1 silently counts as the last class; num_classes raises IndexError
-    return [c / len(labels) for c in counts]
-
-
-def balance_tensor(labels, num_classes):
-    t = torch.tensor(labels)
-    if t.min() < 0 or t.max() >= num_classes:
-        raise ValueError("label out of range")
-    return torch.bincount(t, minlength=num_classes) / len(labels)
-
-
-def test_label_balance_right_answers_pass(capsys):
-    ch00.check_label_balance(balance_right)
-    ch00.check_label_balance(balance_tensor)  # a float tensor is an acceptable sequence
-    assert capsys.readouterr().out.count("PASS") == 2
-
-
-@pytest.mark.parametrize("wrong, hint", [
-    (balance_integer_division, "integer division"),
-    (balance_seen_classes_only, "no examples still gets an entry"),
-    (balance_most_common_first, "wrong order"),
-    (balance_by_num_classes, "not by the number of classes"),
-    (balance_by_max_count, "not by the largest count"),
-    (balance_no_validation, "raise ValueError"),
-])
-def test_label_balance_mistakes_are_caught(wrong, hint):
-    with pytest.raises(AssertionError, match=hint):
-        ch00.check_label_balance(wrong)
-
-
-# ---------------------------------------------------------------- task 3: truncation
+# ---------------------------------------------------------------- tokenizer
 @pytest.fixture(scope="module")
 def tokenizer():
     from transformers import AutoTokenizer
@@ -145,60 +75,207 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(str(ek.models.default_model_path()))
 
 
-def truncated_right(texts, tokenizer, max_length):
-    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
-    return sum(n > max_length for n in lengths) / len(texts)
+# ---------------------------------------------------------------- task 2: word pieces per word
+def pieces_right(words, tokenizer):
+    word_ids = tokenizer(words, is_split_into_words=True).word_ids()
+    return [sum(w == i for w in word_ids) for i in range(len(words))]
 
 
-def truncated_at_equal(texts, tokenizer, max_length):
-    return sum(len(tokenizer(t)["input_ids"]) >= max_length for t in texts) / len(texts)
+def pieces_tokenize_each(words, tokenizer):          # also right: the tokenizer splits on spaces first
+    return [len(tokenizer.tokenize(w)) for w in words]
 
 
-def truncated_without_specials(texts, tokenizer, max_length):
-    return sum(len(tokenizer.tokenize(t)) > max_length for t in texts) / len(texts)
+def pieces_tensor(words, tokenizer):
+    return torch.tensor(pieces_right(words, tokenizer))
 
 
-def truncated_after_truncation(texts, tokenizer, max_length):
-    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    return sum(len(i) > max_length for i in ids) / len(texts)
+def pieces_with_specials(words, tokenizer):
+    return [len(tokenizer(w)["input_ids"]) for w in words]
 
 
-def truncated_by_words(texts, tokenizer, max_length):
-    return sum(len(t.split()) + 2 > max_length for t in texts) / len(texts)
+def pieces_characters(words, tokenizer):
+    return [len(w) for w in words]
 
 
-def truncated_hard_coded_64(texts, tokenizer, max_length):
-    return truncated_right(texts, tokenizer, 64)
+def pieces_continuations_only(words, tokenizer):
+    return [sum(p.startswith("##") for p in tokenizer.tokenize(w)) for w in words]
 
 
-def truncated_count(texts, tokenizer, max_length):
-    return sum(len(tokenizer(t)["input_ids"]) > max_length for t in texts)
+def pieces_total(words, tokenizer):
+    return len(tokenizer.tokenize(" ".join(words)))
 
 
-def test_fraction_truncated_right_answer_passes(tokenizer, capsys):
-    ch00.check_fraction_truncated(truncated_right, tokenizer)
-    assert capsys.readouterr().out.startswith("PASS")
+def pieces_counter_with_none(words, tokenizer):
+    counts = Counter(tokenizer(words, is_split_into_words=True).word_ids())
+    return [counts[None]] + [counts[i] for i in range(len(words))]
+
+
+def pieces_distinct_words(words, tokenizer):
+    seen = dict.fromkeys(words)
+    return [len(tokenizer.tokenize(w)) for w in seen]
+
+
+def pieces_all_one(words, tokenizer):
+    return [1] * len(words)
+
+
+def pieces_sorted(words, tokenizer):
+    return sorted(pieces_right(words, tokenizer))
+
+
+def pieces_shape_error(words, tokenizer):
+    ids = torch.tensor(tokenizer(words, is_split_into_words=True)["input_ids"])
+    return ids.view(len(words), -1).shape[1]          # RuntimeError for most tweets
+
+
+def test_pieces_per_word_right_answers_pass(tokenizer, capsys):
+    for right in (pieces_right, pieces_tokenize_each, pieces_tensor):
+        ch00.check_pieces_per_word(right, tokenizer)
+    assert capsys.readouterr().out.count("PASS") == 3
 
 
 @pytest.mark.parametrize("wrong, hint", [
-    (truncated_at_equal, "not >="),
-    (truncated_without_specials, r"\[CLS\] and \[SEP\]"),
-    (truncated_after_truncation, "truncation=True"),
-    (truncated_by_words, "not words"),
-    (truncated_hard_coded_64, "hard-coded 64"),
-    (truncated_count, "not the count"),
+    (pieces_with_specials, r"2 too high.*\[CLS\] and \[SEP\]"),
+    (pieces_characters, "characters per word"),
+    (pieces_continuations_only, "only the '##' continuation pieces"),
+    (pieces_total, "total for the whole tweet"),
+    (pieces_counter_with_none, "one count too many.*None"),
+    (pieces_distinct_words, "not per distinct word"),
+    (pieces_all_one, "every word got 1"),
+    (pieces_sorted, "wrong order"),
 ])
-def test_fraction_truncated_mistakes_are_caught(tokenizer, wrong, hint):
+def test_pieces_per_word_mistakes_are_caught(tokenizer, wrong, hint):
+    with pytest.raises(AssertionError, match=hint) as info:
+        ch00.check_pieces_per_word(wrong, tokenizer)
+    assert "hint:" in str(info.value)
+
+
+def test_pieces_per_word_crash_is_a_readable_fail(tokenizer):
+    with pytest.raises(AssertionError, match=r"(?s)raised RuntimeError.*hint: tokenize each word") as info:
+        ch00.check_pieces_per_word(pieces_shape_error, tokenizer)
+    assert info.value.__context__ is None and info.value.__cause__ is None
+
+
+# ---------------------------------------------------------------- task 3: padding share
+def _lengths(texts, tokenizer, max_length, truncate=True):
+    kw = {"truncation": True, "max_length": max_length} if truncate else {}
+    return [len(ids) for ids in tokenizer(texts, **kw)["input_ids"]]
+
+
+def _share(lengths, batch_size, pad_to=None, drop_last=False, mean_of_batches=False, specials_pad=False):
+    pads, totals = [], []
+    for start in range(0, len(lengths), batch_size):
+        batch = lengths[start:start + batch_size]
+        if drop_last and len(batch) < batch_size:
+            continue
+        width = pad_to or max(batch)
+        pads.append(sum(width - n for n in batch) + (2 * len(batch) if specials_pad else 0))
+        totals.append(width * len(batch))
+    if mean_of_batches:
+        return sum(p / t for p, t in zip(pads, totals)) / len(pads)
+    return sum(pads) / sum(totals)
+
+
+def padding_right(texts, tokenizer, batch_size, max_length):
+    return _share(_lengths(texts, tokenizer, max_length), batch_size)
+
+
+def padding_with_the_tokenizer(texts, tokenizer, batch_size, max_length):   # also right
+    pad = total = 0
+    for start in range(0, len(texts), batch_size):
+        mask = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                         max_length=max_length, return_tensors="pt")["attention_mask"]
+        pad += int((mask == 0).sum())
+        total += mask.numel()
+    return torch.tensor(pad / total)
+
+
+def padding_to_max_length(texts, tokenizer, batch_size, max_length):
+    return _share(_lengths(texts, tokenizer, max_length), batch_size, pad_to=max_length)
+
+
+def padding_one_batch(texts, tokenizer, batch_size, max_length):
+    return _share(_lengths(texts, tokenizer, max_length), len(texts))
+
+
+def padding_no_truncation(texts, tokenizer, batch_size, max_length):
+    return _share(_lengths(texts, tokenizer, max_length, truncate=False), batch_size)
+
+
+def padding_real_share(texts, tokenizer, batch_size, max_length):
+    return 1 - padding_right(texts, tokenizer, batch_size, max_length)
+
+
+def padding_count(texts, tokenizer, batch_size, max_length):
+    lengths = _lengths(texts, tokenizer, max_length)
+    return sum(max(lengths[i:i + batch_size]) - n for i in range(0, len(lengths), batch_size)
+               for n in lengths[i:i + batch_size])
+
+
+def padding_mean_of_batches(texts, tokenizer, batch_size, max_length):
+    return _share(_lengths(texts, tokenizer, max_length), batch_size, mean_of_batches=True)
+
+
+def padding_drop_last(texts, tokenizer, batch_size, max_length):
+    return _share(_lengths(texts, tokenizer, max_length), batch_size, drop_last=True)
+
+
+def padding_specials_as_padding(texts, tokenizer, batch_size, max_length):
+    return _share(_lengths(texts, tokenizer, max_length), batch_size, specials_pad=True)
+
+
+def padding_returns_list(texts, tokenizer, batch_size, max_length):
+    return [padding_right(texts, tokenizer, batch_size, max_length)]
+
+
+def padding_crashes(texts, tokenizer, batch_size, max_length):
+    lengths = _lengths(texts, tokenizer, max_length)
+    return torch.tensor(lengths).view(-1, batch_size)     # RuntimeError: len(texts) % batch_size != 0
+
+
+def test_padding_share_right_answers_pass(tokenizer, capsys):
+    ch00.check_padding_share(padding_right, tokenizer)
+    ch00.check_padding_share(padding_with_the_tokenizer, tokenizer)
+    assert capsys.readouterr().out.count("PASS") == 2
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (padding_to_max_length, "padding='max_length'"),
+    (padding_one_batch, "longest of the whole list"),
+    (padding_no_truncation, "cut to max_length first"),
+    (padding_real_share, "share of real tokens"),
+    (padding_count, "number of padding positions"),
+    (padding_mean_of_batches, "averages the per-batch shares"),
+    (padding_drop_last, "last, smaller batch counts too"),
+    (padding_specials_as_padding, r"\[CLS\] and \[SEP\] are real positions"),
+    (padding_returns_list, "returned list; expected a float"),
+])
+def test_padding_share_mistakes_are_caught(tokenizer, wrong, hint):
     with pytest.raises(AssertionError, match=hint):
-        ch00.check_fraction_truncated(wrong, tokenizer)
+        ch00.check_padding_share(wrong, tokenizer)
+
+
+def test_padding_share_crash_is_a_readable_fail(tokenizer):
+    with pytest.raises(AssertionError, match=r"(?s)raised RuntimeError.*hint: check the batch slices") as info:
+        ch00.check_padding_share(padding_crashes, tokenizer)
+    assert info.value.__context__ is None and info.value.__cause__ is None
+
+
+def test_model_size_crash_is_a_readable_fail():
+    def crashes(model, dtype):
+        return torch.zeros(2, 3) @ torch.zeros(2, 3)
+
+    with pytest.raises(AssertionError, match="(?s)raised RuntimeError.*hint:") as info:
+        ch00.check_model_size_bytes(crashes)
+    assert info.value.__context__ is None
 
 
 def test_an_unfinished_stub_stops_with_not_implemented(tokenizer):
     def stub(*args):
         raise NotImplementedError("Your code here")
 
-    for check in (ch00.check_model_size_bytes, ch00.check_label_balance):
-        with pytest.raises(NotImplementedError):
-            check(stub)
     with pytest.raises(NotImplementedError):
-        ch00.check_fraction_truncated(stub, tokenizer)
+        ch00.check_model_size_bytes(stub)
+    for check in (ch00.check_pieces_per_word, ch00.check_padding_share):
+        with pytest.raises(NotImplementedError):
+            check(stub, tokenizer)

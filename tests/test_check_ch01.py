@@ -541,28 +541,28 @@ def _assert_distinguishable(candidates, ref, dtype, where):
     """Every listed mistake differs from the right answer, and two mistakes with different hints
     never give the same output on this case (else one would be told the other's hint)."""
     for i, (a, hint_a) in enumerate(candidates):
-        assert not ch01._close(a, ref, dtype), f"{where}: a mistake passes: {hint_a}"
+        assert not ch01.plumbing.close_enough(a, ref, dtype), f"{where}: a mistake passes: {hint_a}"
         for b, hint_b in candidates[i + 1:]:
             if hint_a != hint_b:
-                assert not (ch01._close(a, b, dtype) or ch01._close(b, a, dtype)), (
+                assert not (ch01.plumbing.close_enough(a, b, dtype) or ch01.plumbing.close_enough(b, a, dtype)), (
                     f"{where}: indistinguishable mistakes:\n  {hint_a}\n  {hint_b}")
 
 
 @pytest.mark.parametrize("i", range(len(ch01.HEAD_CASES)))
 def test_head_cases_tell_the_mistakes_apart(i):
     c = ch01.HEAD_CASES[i]
-    X, W, b, y = ch01._head_data(i, c)
-    refs = dict(zip(("dX", "dW", "db"), ch01._head_reference(X, W, b, y)))
-    for name, candidates in ch01._head_mistakes(X, W, b, y).items():
+    X, W, b, y = ch01.head._head_data(i, c)
+    refs = dict(zip(("dX", "dW", "db"), ch01.head._head_reference(X, W, b, y)))
+    for name, candidates in ch01.head._head_mistakes(X, W, b, y).items():
         _assert_distinguishable(candidates, refs[name], c.dtype, f"{c.text}, {name}")
 
 
 @pytest.mark.parametrize("i", range(len(ch01.LS_CASES)))
 def test_ls_cases_tell_the_mistakes_apart(i):
     c = ch01.LS_CASES[i]
-    z, y = ch01._ls_data(i, c)
-    ref_loss, ref_grad = ch01._ls_reference(z, y, c.eps)
-    plain_grad, plain_loss, grads, losses = ch01._ls_mistakes(z, y, c.eps)
+    z, y = ch01.smoothing._ls_data(i, c)
+    ref_loss, ref_grad = ch01.smoothing._ls_reference(z, y, c.eps)
+    plain_grad, plain_loss, grads, losses = ch01.smoothing._ls_mistakes(z, y, c.eps)
     _assert_distinguishable([(plain_grad, "plain")] + grads, ref_grad, c.dtype, f"{c.text}, grad")
     _assert_distinguishable([(plain_loss, "plain")] + losses, ref_loss, c.dtype, f"{c.text}, loss")
 
@@ -570,6 +570,6 @@ def test_ls_cases_tell_the_mistakes_apart(i):
 def test_smooth_cases_tell_the_mistakes_apart():
     for i, c in enumerate(ch01.SMOOTH_CASES):
         gen = torch.Generator().manual_seed(2000 + i)
-        y = ch01._targets(gen, c.n, c.k, c.all_classes)
-        ref = ch01._torch_smoothed_targets(y, c.k, c.eps, gen)
-        _assert_distinguishable(ch01._smooth_mistakes(y, c.k, c.eps), ref, c.dtype, c.text)
+        y = ch01.plumbing.random_targets(gen, c.n, c.k, c.all_classes)
+        ref = ch01.smoothing._torch_smoothed_targets(y, c.k, c.eps, gen)
+        _assert_distinguishable(ch01.smoothing._smooth_mistakes(y, c.k, c.eps), ref, c.dtype, c.text)

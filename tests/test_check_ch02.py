@@ -336,8 +336,8 @@ def test_unfinished_stub_raises_not_implemented(checker, stub):
 def test_label_cases_are_hard():
     """Every tweet has a split word inside an entity, a multi-word entity and a split O word; both
     schemes and both label orders are used."""
-    tokenizer = ch02._tokenizer()
-    cases = ch02._label_cases()
+    tokenizer = ch02.labels._tokenizer()
+    cases = ch02.labels._label_cases()
     assert len(cases) >= 9
     assert {case[3] for case in cases} == {"ignore", "inside"}
     orders = [list(n) for _, _, n, _, _ in cases]
@@ -358,8 +358,8 @@ def test_inside_labels_keep_the_entities_seqeval_sees():
 
     from effkit.batching import align_labels, tag_ids
 
-    tokenizer = ch02._tokenizer()
-    for words, tags, names, _, _ in ch02._label_cases():
+    tokenizer = ch02.labels._tokenizer()
+    for words, tags, names, _, _ in ch02.labels._label_cases():
         word_ids = tokenizer(list(words), is_split_into_words=True).word_ids()
         inside = ch02.reference_labels(word_ids, list(tags), list(names), "inside")
         first = align_labels(word_ids, tag_ids(list(tags), list(names)))
@@ -422,10 +422,10 @@ def test_lr_cases_cover_the_edges():
 def test_scripted_fit_follows_the_rule():
     """The oracle really runs fit: its evaluations are the scripted scores, cut where it stopped,
     and the cases include 0.0 starts, ties and histories that stop early."""
-    cases = list(ch02.STOP_CASES) + ch02._random_stop_cases()
+    cases = list(ch02.STOP_CASES) + ch02.stopping._random_stop_cases()
     stopped_early = 0
     for counts, patience, _ in cases:
-        best, stop, seen = ch02._scripted_fit(counts, patience)
+        best, stop, seen = ch02.stopping._scripted_fit(counts, patience)
         scores = [c / ch02.DEV_SIZE for c in counts]
         assert seen == scores[:stop]
         assert (best, stop) == stop_right(scores, patience)

@@ -199,7 +199,7 @@ def test_int8_rows_mistakes_are_named(fn, what, hint):
 
 
 def test_int8_rows_1d_scale_crashes_readably_on_a_wide_tensor():
-    _, wide = ch06._int8_weights()[1]
+    _, wide = ch06.int8._int8_weights()[1]
     with pytest.raises(RuntimeError):
         rows_scale_1d(wide)                           # the raw error a student would see
 
@@ -342,7 +342,7 @@ def test_int8_matmul_mistakes_are_named(fn, what, hint):
 
 @pytest.mark.parametrize("fn", [matmul_weight_scale_not_transposed, matmul_per_row_crash])
 def test_int8_matmul_crash_is_a_readable_fail(fn):
-    x, w, threshold = ch06._matmul_cases()[0]
+    x, w, threshold = ch06.int8._matmul_cases()[0]
     with pytest.raises(RuntimeError):
         fn(x, w, threshold)                                  # the raw error a student would see
     _rejects(ch06.check_int8_matmul, fn, what=r"int8_matmul\(x \(9, 37\).*raised RuntimeError",
@@ -352,14 +352,14 @@ def test_int8_matmul_crash_is_a_readable_fail(fn):
 def test_int8_reference_matches_the_oracle_and_mistakes_are_distinct():
     """The checker's switchable reference is the chapter's function when no switch is set, and
     on the first case every mistake gives a different answer (so each routes to its own hint)."""
-    for x, w, threshold in ch06._matmul_cases():
+    for x, w, threshold in ch06.int8._matmul_cases():
         want = int8_matmul_with_outliers(x, w, threshold).double()
-        assert ch06._close(ch06._int8_reference(x, w, threshold), want)
-    x, w, threshold = ch06._matmul_cases()[0]
+        assert ch06.plumbing.close(ch06.int8._int8_reference(x, w, threshold), want)
+    x, w, threshold = ch06.int8._matmul_cases()[0]
     answers = [int8_matmul_with_outliers(x, w, threshold).double()]
     for kwargs, _, _ in ch06.MATMUL_MISTAKES:
-        y = ch06._int8_reference(x, w, threshold, **kwargs)
-        assert not any(ch06._close(y, other) for other in answers), kwargs
+        y = ch06.int8._int8_reference(x, w, threshold, **kwargs)
+        assert not any(ch06.plumbing.close(y, other) for other in answers), kwargs
         answers.append(y)
     assert (x.abs() == threshold).any(), "case 1 must hold a value exactly at the threshold"
 
@@ -628,14 +628,14 @@ def test_fp4_oracle_is_bitsandbytes_and_cases_defeat_shortcuts():
     """The cases: several block sizes, numel never blocksize^2, short last blocks; the checker's
     own blocks agree with bitsandbytes' absmax, and values stay clear of level midpoints."""
     sizes = set()
-    for w, blocksize, absmax, w_hat in ch06._fp4_cases():
+    for w, blocksize, absmax, w_hat in ch06.fp4._fp4_cases():
         n = w.numel()
         sizes.add(blocksize)
         assert n != blocksize ** 2 and w.shape[0] != w.shape[1]
         assert absmax.numel() == -(-n // blocksize)
-        assert torch.allclose(ch06._block_absmax(w.reshape(-1).double(), blocksize), absmax)
-        codes, student_absmax = quantize_fp4(w, ch06._bnb_fp4_table(), blocksize)
-        assert torch.allclose(dequantize_fp4(codes, student_absmax, ch06._bnb_fp4_table(),
+        assert torch.allclose(ch06.fp4._block_absmax(w.reshape(-1).double(), blocksize), absmax)
+        codes, student_absmax = quantize_fp4(w, ch06.fp4._bnb_fp4_table(), blocksize)
+        assert torch.allclose(dequantize_fp4(codes, student_absmax, ch06.fp4._bnb_fp4_table(),
                                              blocksize, w.shape).double(), w_hat, atol=1e-7)
     assert sizes == {32, 64, 128}
-    assert [c[0].numel() % c[1] for c in ch06._fp4_cases()][0] == 0     # whole blocks first
+    assert [c[0].numel() % c[1] for c in ch06.fp4._fp4_cases()][0] == 0     # whole blocks first

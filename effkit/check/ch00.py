@@ -1,16 +1,20 @@
-"""Checkers for assignment 00 (the lab bench): model size by dtype, label balance, truncation.
+"""Checkers for assignment 00 (the lab bench): model size by dtype, word pieces per word, and the
+share of padding under dynamic padding.
 
-Each checker calls the student's function first, compares it with a measured reference, and
-names the classic mistake when the answer has its fingerprint.
+Each checker calls the student's function first, compares it with a library or measured reference
+(the real tensors cast to each dtype; the tokenizer's own ``word_ids()``; transformers'
+``DataCollatorWithPadding``), and names the classic mistake when the answer has its fingerprint.
+A student's crash becomes a FAIL with a hint, not a traceback.
 """
 from __future__ import annotations
 
 import math
+import random
 
 import torch
 from torch import nn
 
-from ._core import fail, passed
+from ._core import call_student, fail, passed
 
 DTYPE_FORMATS = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
@@ -76,7 +80,8 @@ def check_model_size_bytes(fn, model: nn.Module | None = None) -> None:
     for label, m in models:
         before = [(p.dtype, p.data_ptr()) for p in m.parameters()]
         for dtype in DTYPE_FORMATS:
-            got = fn(m, dtype)
+            got = call_student(f"model_size_bytes({label}, {dtype})", fn, m, dtype,
+                               shape_hint="sum p.numel() over model.parameters()")
             if [(p.dtype, p.data_ptr()) for p in m.parameters()] != before:
                 fail(f"model_size_bytes changed the model it measured ({label}, {dtype})",
                      "model.to(dtype) / model.half() convert in place; measure without casting "
@@ -91,108 +96,187 @@ def check_model_size_bytes(fn, model: nn.Module | None = None) -> None:
            "counts a tied weight once and leaves the model untouched")
 
 
-# ---------------------------------------------------------------- task 2: label balance
-def _close(a: float, b: float) -> bool:
-    # float32 tensors are welcome, so compare to float32 precision
-    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7)
+# ---------------------------------------------------------------- task 2: word pieces per word
+def _reference_pieces(words: list[str], tokenizer) -> list[int]:
+    """The tokenizer's own answer: how many input ids carry each word's index in word_ids()."""
+    word_ids = tokenizer(words, is_split_into_words=True).word_ids()
+    counts = [0] * len(words)
+    for w in word_ids:
+        if w is not None:
+            counts[w] += 1
+    return counts
 
 
-def _balance(labels, num_classes):
-    counts = [0] * num_classes
-    for y in labels:
-        counts[y] += 1
-    return [c / len(labels) for c in counts]
+def _word_cases(seed: int = 0) -> list[list[str]]:
+    """Real tweets of the WNUT-2016 train split (a seeded sample) and one made-up line with a
+    one-piece word, a long rare word, a number, an emoji and punctuation."""
+    from ..data import load_ner
+
+    tweets = load_ner().train.tokens
+    rng = random.Random(seed)
+    sample = [list(tweets[i]) for i in rng.sample(range(len(tweets)), 6)]
+    return [["the", "unwatchably", "overwrought", "melodrama", "of", "2016", "\U0001F600", "!!"]] + sample
 
 
-def check_label_balance(fn) -> None:
-    """``fn(labels, num_classes) -> list[float]``: the fraction of ``labels`` in each class 0..k-1."""
-    cases = [([0, 1, 1, 1], 2), ([1, 1, 0], 2), ([2, 2, 0], 4), ([3] * 5 + [0] * 3 + [1] * 2, 5)]
-    for labels, k in cases:
-        got = fn(list(labels), k)
-        want = _balance(labels, k)
-        try:
-            got_list = [float(x) for x in got]
-        except (TypeError, ValueError):
-            fail(f"label_balance({labels}, {k}) returned {got!r}, expected a list of {k} floats")
-        if len(got_list) != k:
-            fail(f"label_balance({labels}, num_classes={k}) returned {len(got_list)} fractions, "
-                 f"expected {k}: {want}",
-                 "a class with no examples still gets an entry (0.0); loop over range(num_classes), "
-                 "not over the classes you happened to see")
-        if all(_close(a, b) for a, b in zip(got_list, want)):
+def _as_ints(out, n: int, what: str):
+    if isinstance(out, torch.Tensor):
+        out = out.tolist()
+    if isinstance(out, (int, float)) and not isinstance(out, bool):
+        return out
+    try:
+        values = [int(x) for x in out]
+    except (TypeError, ValueError):
+        fail(f"{what} returned {type(out).__name__}; expected a list of {n} ints, one per word")
+    if any(float(x) != v for x, v in zip(out, values)):
+        fail(f"{what} returned {list(out)!r}; expected whole numbers of word pieces")
+    return values
+
+
+def _pieces_hint(words, got, want, tokenizer) -> str:
+    if isinstance(got, (int, float)):
+        if got in (sum(want), sum(want) + 2):
+            return "that is the total for the whole tweet; return one count per word, in word order"
+        return "return a list with one count per word, not a single number"
+    if len(got) == len(want) + 1:
+        return ("one count too many: word_ids() marks [CLS] and [SEP] with None; they belong to "
+                "no word and are not counted")
+    if len(got) != len(want):
+        return (f"{len(got)} counts for {len(words)} words: return one count per word, in order "
+                "(count pieces per word, not per distinct word)")
+    if got == [w + 2 for w in want]:
+        return ("every count is 2 too high: tokenizer(word)['input_ids'] adds [CLS] and [SEP] to each "
+                "word; count tokenizer.tokenize(word), or use word_ids()")
+    if got == [len(w) for w in words]:
+        return "those are characters per word; count the tokenizer's word pieces"
+    continuations = [sum(p.startswith("##") for p in tokenizer.tokenize(w)) for w in words]
+    if got in (continuations, [max(w - 1, 0) for w in want]):
+        return ("you counted only the '##' continuation pieces; every piece of a word counts, the "
+                "first one too (and punctuation split off a word, as in '!!' -> '!', '!')")
+    if got == [1] * len(words):
+        return "every word got 1: a rare word is cut into several pieces ('##' continues a word)"
+    if sorted(got) == sorted(want):
+        return "right counts in the wrong order: entry i belongs to words[i]"
+    return "count the pieces of each word: tokenizer.tokenize(word), or word_ids() of the whole tweet"
+
+
+def check_pieces_per_word(fn, tokenizer) -> None:
+    """``fn(words, tokenizer) -> list[int]``: how many word pieces the tokenizer makes of each word,
+    special tokens excluded; checked against ``word_ids()`` on real tweets the student cannot
+    special-case."""
+    for words in _word_cases():
+        what = f"pieces_per_word({words!r})"
+        got = call_student(what, fn, list(words), tokenizer,
+                           shape_hint="tokenize each word (or the whole tweet with is_split_into_words=True)")
+        want = _reference_pieces(words, tokenizer)
+        got = _as_ints(got, len(words), what)
+        if got != want:
+            pieces = [tokenizer.tokenize(w) for w in words]
+            fail(f"{what} returned {got!r}, expected {want!r} (the pieces: {pieces})",
+                 _pieces_hint(words, got, want, tokenizer))
+    passed("pieces_per_word matches the tokenizer's word_ids() on real tweets, special tokens excluded")
+
+
+# ---------------------------------------------------------------- task 3: padding share
+def _reference_padding(texts, tokenizer, batch_size: int, max_length: int) -> float:
+    """transformers' DataCollatorWithPadding over consecutive batches: padding / all positions."""
+    from transformers import DataCollatorWithPadding
+
+    collate = DataCollatorWithPadding(tokenizer)
+    features = [{"input_ids": ids} for ids in
+                tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
+    pad = total = 0
+    for i in range(0, len(features), batch_size):
+        mask = collate(features[i:i + batch_size])["attention_mask"]
+        pad += int((mask == 0).sum())
+        total += mask.numel()
+    return pad / total
+
+
+def _padding_cases() -> list[tuple]:
+    """Seeded made-up texts of very different lengths, in a number that batch_size does not divide,
+    and in the later cases one text longer than max_length: (texts, batch_size, max_length)."""
+    vocab = "a fine film dull plot cast moving waste good not bad at all the story".split()
+    cases = []
+    for seed, batch_size, max_length in ((1, 4, 16), (2, 3, 24), (3, 5, 12)):
+        rng = random.Random(seed)
+        texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, max_length - 4)))
+                 for _ in range(3 * batch_size - 1)]
+        if seed > 1:   # the first case has none, so padding to max_length and to the list's longest differ
+            texts[rng.randrange(len(texts))] = " ".join(["film"] * (2 * max_length))
+        cases.append((texts, batch_size, max_length))
+    return cases
+
+
+def _padding_variants(texts, tokenizer, batch_size, max_length) -> dict:
+    """The fingerprints of the common mistakes, each as the number it would return."""
+    def lengths(truncate=True):
+        kw = {"truncation": True, "max_length": max_length} if truncate else {}
+        return [len(ids) for ids in tokenizer(list(texts), **kw)["input_ids"]]
+
+    def share(lens, batches, pad_to=None):
+        pad = total = 0
+        for b in batches:
+            part = lens[b]
+            width = pad_to or max(part)
+            pad += sum(width - n for n in part)
+            total += width * len(part)
+        return pad / total
+
+    n = len(texts)
+    consecutive = [slice(i, i + batch_size) for i in range(0, n, batch_size)]
+    lens = lengths()
+    positions = sum(max(lens[b]) * len(lens[b]) for b in consecutive)
+    right = share(lens, consecutive)
+    per_batch = [share(lens, [b]) for b in consecutive]
+    return {
+        "max_length": share(lens, consecutive, pad_to=max_length),
+        "one batch": share(lens, [slice(0, n)]),
+        "no truncation": share(lengths(truncate=False), consecutive),
+        "real share": 1 - right,
+        "count": right * positions,
+        "mean of batches": sum(per_batch) / len(per_batch),
+        "drop last": share(lens, [b for b in consecutive if len(lens[b]) == batch_size]),
+        "specials as padding": (right * positions + 2 * n) / positions,
+    }
+
+
+_PADDING_HINTS = {
+    "max_length": ("that is padding every batch to max_length (padding='max_length'); dynamic "
+                   "padding pads each batch only to its own longest text"),
+    "one batch": ("that pads every text to the longest of the whole list; pad each batch of "
+                  "batch_size consecutive texts to its own longest text"),
+    "no truncation": ("a text longer than max_length is cut to max_length first (truncation=True, "
+                      "max_length=max_length), so no batch is wider than max_length"),
+    "real share": "that is the share of real tokens; the question asks for the share of padding",
+    "count": "that is the number of padding positions; divide by all positions of all batches",
+    "mean of batches": ("that averages the per-batch shares; the last batch is smaller, so weigh "
+                        "each batch by its positions: total padding / total positions"),
+    "drop last": "the last, smaller batch counts too (len(texts) need not divide by batch_size)",
+    "specials as padding": ("[CLS] and [SEP] are real positions the model attends to; only the "
+                            "positions with attention_mask 0 are padding"),
+}
+
+
+def check_padding_share(fn, tokenizer) -> None:
+    """``fn(texts, tokenizer, batch_size, max_length) -> float``: the share of token positions that
+    are padding when consecutive batches are each padded to their longest (truncated) text;
+    checked against transformers' DataCollatorWithPadding."""
+    for texts, batch_size, max_length in _padding_cases():
+        what = f"padding_share({len(texts)} texts, batch_size={batch_size}, max_length={max_length})"
+        got = call_student(what, fn, list(texts), tokenizer, batch_size, max_length,
+                           shape_hint="check the batch slices and the padded width of each batch")
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            fail(f"{what} returned {type(got).__name__}; expected a float in [0, 1]")
+        want = _reference_padding(texts, tokenizer, batch_size, max_length)
+        if math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
             continue
-        fail(f"label_balance({labels}, {k}) returned {got_list}, expected {want}",
-             _balance_hint(labels, k, got_list, want))
-    for labels, k, bad in [([0, 2], 2, 2), ([0, -1], 2, -1)]:
-        hint = (f"label {bad} is outside 0..{k - 1}: check every label and raise ValueError "
-                f"saying which label and what is allowed (with list indexing a -1 silently "
-                f"counts as the last class)")
-        try:
-            got = fn(list(labels), k)
-        except ValueError:
-            continue
-        except Exception as err:  # noqa: BLE001 - any other error is the wrong kind of error
-            fail(f"label_balance({labels}, num_classes={k}) raised {type(err).__name__}, "
-                 f"not ValueError", hint)
-        fail(f"label_balance({labels}, num_classes={k}) returned {got!r}", hint)
-    passed("label_balance gives the fraction of every class, in class order, summing to 1, "
-           "and rejects labels outside 0..num_classes-1")
-
-
-def _balance_hint(labels, k, got, want) -> str:
-    counts = [round(w * len(labels)) for w in want]
-    if all(g == 0 for g in got):
-        return "every fraction is 0: integer division (//) rounds them down; divide with /"
-    if all(_close(a, b) for a, b in zip(sorted(got), sorted(want))):
-        return "right fractions in the wrong order: entry i must be class i (not most common first)"
-    if all(_close(g, c / k) for g, c in zip(got, counts)):
-        return "divide the counts by the number of labels, not by the number of classes"
-    if all(_close(g, c / max(counts)) for g, c in zip(got, counts)):
-        return "divide the counts by the number of labels, not by the largest count"
-    if not _close(sum(got), 1.0):
-        return f"the fractions sum to {sum(got):.3f}, not 1: check what you divide by"
-    return "count each class 0..num_classes-1 and divide by len(labels)"
-
-
-# ---------------------------------------------------------------- task 3: truncation
-_SPECIALS_HINT = ("the model also sees [CLS] and [SEP]: count tokenizer(text)['input_ids'], which "
-                  "includes them (tokenizer.tokenize(text) does not), and do not pass "
-                  "truncation=True, which cuts every text to max_length so none looks too long")
-# (what the text is, the text, the hint when a function gets this one text wrong)
-_TRUNCATION_CASES = [
-    ("62 one-piece words (64 with [CLS] and [SEP])", "a " * 62,
-     "a text of exactly max_length pieces fits: 'truncated' means length > max_length, not >="),
-    ("63 one-piece words (65 with [CLS] and [SEP])", "a " * 63,
-     _SPECIALS_HINT + "; also count word pieces, not words"),
-    ("40 words of two word pieces each", " ".join(["tokenization"] * 40),
-     "count word pieces (tokenizer(text)['input_ids']), not words (text.split())"),
-    ("a three-word snippet", "a fine film", "a three-word snippet fits in any max_length >= 5"),
-]
-
-
-def check_fraction_truncated(fn, tokenizer) -> None:
-    """``fn(texts, tokenizer, max_length) -> float``: the fraction of texts whose word pieces,
-    special tokens included, do not fit in ``max_length``."""
-    def n_pieces(text):
-        return len(tokenizer(text)["input_ids"])
-
-    def as_number(x):
-        return x.item() if isinstance(x, torch.Tensor) else x
-
-    for max_length in (64, 16):
-        texts = [text for _, text, _ in _TRUNCATION_CASES]
-        got = as_number(fn(texts, tokenizer, max_length))
-        want = sum(n_pieces(t) > max_length for t in texts) / len(texts)
-        if isinstance(got, (int, float)) and not isinstance(got, bool) and math.isclose(got, want):
-            continue
-        for what, text, hint in _TRUNCATION_CASES:  # find the one text it gets wrong
-            alone = as_number(fn([text], tokenizer, max_length))
-            truth = float(n_pieces(text) > max_length)
-            if alone != truth:
-                fail(f"fraction_truncated([text], tokenizer, max_length={max_length}) for a text "
-                     f"of {what} ({n_pieces(text)} pieces) returned {alone}, expected {truth}",
-                     hint if max_length == 64 else
-                     "use the max_length argument, not a hard-coded 64")
-        fail(f"fraction_truncated({len(texts)} texts, max_length={max_length}) returned {got!r}, "
-             f"expected {want}", "return the fraction (a float in [0, 1]), not the count")
-    passed("fraction_truncated counts word pieces with [CLS]/[SEP], strictly over max_length")
+        variants = _padding_variants(texts, tokenizer, batch_size, max_length)
+        named = [k for k, v in variants.items() if math.isclose(got, v, rel_tol=1e-6, abs_tol=1e-9)]
+        hint = (_PADDING_HINTS[named[0]] if named else
+                "tokenize with truncation, cut the list into batches of batch_size, pad each batch "
+                "to its longest text, and divide all padding positions by all positions")
+        fail(f"{what} returned {got!r}, expected {want:.6f} (DataCollatorWithPadding)", hint)
+    passed("padding_share matches DataCollatorWithPadding: each batch padded to its own longest "
+           "truncated text, padding counted over all positions")
