@@ -40,9 +40,13 @@ notebooks: install
 
 # Unit tests, then every chapter (fast profile) and every solution through nbmake,
 # then every exercise must stop at its first check. Exit code 5 (nothing collected) is a failure.
+# Last, the browser tests (tests/browser): the book, built from the chapters nbmake just executed
+# (--overwrite keeps their outputs in $(NB_BUILD)), and JupyterLab, in Debian's chromium. Without
+# /usr/bin/chromium they are skipped, with the reason (-rs); nothing is installed for them.
 test: notebooks
+	@test -x /usr/bin/chromium || echo "make test: no /usr/bin/chromium, the browser tests will be skipped (apt-get install chromium)"
 	EFFKIT_PROFILE=fast $(PY) -m pytest tests $(NB_BUILD)/book $(NB_BUILD)/solutions \
-	  --nbmake --nbmake-timeout=1200 --durations=15 $(PYTEST_ARGS); \
+	  --nbmake --nbmake-timeout=1200 --overwrite --durations=15 -rs $(PYTEST_ARGS); \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as failure"; fi; exit $$rc
 
 book: install

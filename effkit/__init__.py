@@ -21,6 +21,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 for _noisy in ("torchao", "torch.utils._pytree"):
     logging.getLogger(_noisy).setLevel(logging.ERROR)
 
+# bitsandbytes, imported on a CPU with AVX512-BF16, tries the optional `kernels` package for a
+# faster 4-bit CPU matmul and logs a warning when it is not installed (effkit does not need it).
+# Only that one message is dropped; the logger's other messages stay.
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
+    lambda record: not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward from kernels-community"))
+
 # Library warnings a student cannot act on, each silenced by its exact message, category and
 # module and nothing wider. effkit's own warnings (truncation, unusable cache entries) stay on.
 # transformers' property is read by peft when it wraps a model, not by effkit.

@@ -39,11 +39,64 @@ def show_in(output, fig) -> None:
 # change copy the figure into the traitlets (``sync_widget_state``), as ``_repr_mimebundle_`` does.
 # The browser side only stores the new state (plotly's JS model ignores a change of these two
 # traitlets), so open views are not redrawn twice.
-def figure_widget(fig):
-    """A ``FigureWidget`` of the finished ``fig`` (data and layout), built in one step."""
-    import plotly.graph_objects as go
+# Why not plotly's FigureWidget as it is: anywidget (0.11) gives a model 2 s from its creation in
+# the browser to load its front-end module, and if it is late, every later message from the
+# kernel to that model is dropped, silently (anywidget's ``_handle_comm_msg`` awaits a rejected
+# ``ready``; JupyterLab swallows the error). plotly's module is its 5 MB bundle (plotly.js
+# inside), evaluated once per FigureWidget. After a page reload every widget is restored at once
+# and the second figure's bundle, sometimes the first's, lands past 2 s: the chart is drawn from
+# the synced state but never redraws again. So effkit's FigureWidget ships a small module that is
+# ready at once and loads plotly's bundle (sent alongside, as ``_plotly_esm``) when a view is
+# drawn, where anywidget sets no deadline; the bundle is evaluated once per page. Everything else
+# (the Python side, plotly's own view and messages) is plotly's FigureWidget unchanged.
+_LAZY_PLOTLY_ESM = """
+const bundles = (globalThis.__effkitPlotlyWidget ??= new Map());  // one evaluation per page
 
-    return go.FigureWidget(fig)
+function plotlyModule(source) {
+  if (!bundles.has(source)) {
+    const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+    bundles.set(source, import(url).finally(() => URL.revokeObjectURL(url)));
+  }
+  return bundles.get(source);
+}
+
+export default () => {
+  let initModel, plotly;  // this model's initialize() handle; plotly's widget for it, made once
+  return {
+    initialize({ model }) { initModel = model; },
+    async render({ model, el }) {
+      plotly ??= plotlyModule(initModel.get("_plotly_esm")).then(async (mod) => {
+        const widget = await mod.default();
+        await widget.initialize({ model: initModel });
+        return widget;
+      });
+      return (await plotly).render({ model, el });
+    },
+  };
+};
+"""
+_figure_widget_class = None
+
+
+def _lazy_figure_widget_class():
+    """plotly's ``FigureWidget`` with the front-end module described above (made once)."""
+    global _figure_widget_class
+    if _figure_widget_class is None:
+        import plotly.graph_objects as go
+        import traitlets
+
+        class FigureWidget(go.FigureWidget):
+            _esm = _LAZY_PLOTLY_ESM
+            _plotly_esm = traitlets.Unicode(str(go.FigureWidget._esm)).tag(sync=True)
+
+        _figure_widget_class = FigureWidget
+    return _figure_widget_class
+
+
+def figure_widget(fig):
+    """A ``FigureWidget`` of the finished ``fig`` (data and layout), built in one step; a
+    ``plotly.graph_objects.FigureWidget`` whose front end stays live after a page reload."""
+    return _lazy_figure_widget_class()(fig)
 
 
 def sync_widget_state(fig) -> None:

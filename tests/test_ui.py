@@ -72,6 +72,22 @@ def test_progress_bar_is_a_widget_in_jupyterlab(monkeypatch):
     assert not ek.ui.live_notebook(), "a plain Python process is not a notebook"
 
 
+
+def test_figure_widget_loads_plotly_when_drawn_not_when_created():
+    """anywidget drops every later kernel message to a model whose front-end module took over
+    2 s to load; plotly's own module (5 MB) can, after a page reload. effkit's FigureWidget is
+    plotly's, with a small module that loads plotly's bundle (sent as ``_plotly_esm``) in render."""
+    pytest.importorskip("anywidget")
+    import plotly.graph_objects as go
+
+    fig = ek.ui.figure_widget(go.Figure(go.Bar(y=[1, 2]), layout={"title": {"text": "t"}}))
+    assert isinstance(fig, go.FigureWidget)
+    state = fig.get_state(["_esm", "_plotly_esm"])
+    assert len(state["_esm"]) < 5000 and "_plotly_esm" in state["_esm"]
+    assert state["_plotly_esm"] == str(go.FigureWidget._esm), "plotly's own front end, unchanged"
+    assert ek.ui.synced_figure(fig)["layout"]["title"]["text"] == "t"
+
+
 # ---------------------------------------------------------------- warnings
 def test_library_warning_a_student_cannot_act_on_is_filtered_narrowly():
     # In a fresh interpreter, as in a kernel: pytest restores the warning filters after collecting
@@ -92,6 +108,24 @@ def test_library_warning_a_student_cannot_act_on_is_filtered_narrowly():
     assert done.returncode == 0, done.stderr
     shown = [line for line in done.stderr.splitlines() if "is_gradient_checkpointing" in line]
     assert shown == ["student.py:1: FutureWarning: `is_gradient_checkpointing` is deprecated (student)"]
+
+
+
+def test_bitsandbytes_kernels_message_is_dropped_and_nothing_else():
+    """bitsandbytes, imported on a CPU with AVX512-BF16, logs that the optional `kernels` package
+    is missing (a pink box in JupyterLab); effkit drops that one message from that logger."""
+    code = textwrap.dedent("""
+        import logging
+        import effkit
+        import bitsandbytes
+        log = logging.getLogger("bitsandbytes.backends.cpu.ops")
+        log.warning("Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'.")
+        log.warning("another bitsandbytes message")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "gemm_4bit_forward" not in done.stderr
+    assert "another bitsandbytes message" in done.stderr, "only the one message is dropped"
 
 
 # ---------------------------------------------------------------- make lab
