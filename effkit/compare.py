@@ -38,7 +38,7 @@ from .train import TrainConfig, fit, param_groups
 KEY_SCHEMA = 1
 # Topic packages whose techniques register on import; looked up lazily so that the harness,
 # which they import, never imports them back.
-TECHNIQUE_PACKAGES = ("effkit.peft",)
+TECHNIQUE_PACKAGES = ("effkit.peft", "effkit.prune")
 
 
 # ---------------------------------------------------------------- the registry

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -22,11 +23,22 @@ from torch import nn
 
 from .config import device as default_device
 from .config import seed_everything
+from .batching import IGNORE_INDEX
 from .evaluate import (PRECISIONS, PRIMARY_METRIC, TASKS, autocast_context, check_batch,
                        check_label_names, evaluate)
 
 
 # ---------------------------------------------------------------- configuration
+# Bump only when a field changes meaning: every cached checkpoint is then retrained.
+CONFIG_SCHEMA = 1
+
+
+def added_field(default, **kwargs):
+    """A TrainConfig field added after the schema was fixed; ``default`` must reproduce the old
+    behaviour, because a config at the default keeps its old cache key."""
+    return field(default=default, metadata={"added": True}, **kwargs)
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides a training run. Its fields are part of a checkpoint's cache key."""
@@ -42,11 +54,14 @@ class TrainConfig:
     precision: str = "fp32"         # "fp32" | "bf16" (autocast, CPU+GPU) | "fp16" (autocast+GradScaler, CUDA)
     max_steps: int | None = None    # cap on total optimizer steps (sweeps use a fixed step budget)
     eval_every: int | None = None   # evaluate every N steps (None: once per epoch)
+    # Chapter 07: one optimizer step per k batches of batch_size, their gradients summed with
+    # each batch weighted by its share of the labels, so k x B equals one batch of k*B.
+    grad_accum_steps: int = added_field(1)
 
     def __post_init__(self):
         _require(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
-        for name in ("epochs", "batch_size", "max_length", "patience"):
+        for name in ("epochs", "batch_size", "max_length", "patience", "grad_accum_steps"):
             value = getattr(self, name)
             _require(isinstance(value, int) and value >= 1, f"{name} must be an int >= 1, got {value!r}")
         _require(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
@@ -74,16 +89,6 @@ class TrainConfig:
                    if not (f.metadata.get("added") and getattr(self, f.name) == f.default)}}
 
 
-# Bump only when a field changes meaning: every cached checkpoint is then retrained.
-CONFIG_SCHEMA = 1
-
-
-def added_field(default, **kwargs):
-    """A TrainConfig field added after the schema was fixed; ``default`` must reproduce the old
-    behaviour, because a config at the default keeps its old cache key."""
-    return field(default=default, metadata={"added": True}, **kwargs)
-
-
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
@@ -92,8 +97,9 @@ def _require(ok: bool, message: str) -> None:
 class Hook:
     """Extension points of :func:`fit`. Subclass and override what you need; all default to no-ops.
 
-    Called in this order each step: forward, backward, (fp16: unscale), ``after_backward``,
-    clip, optimizer step, scheduler step, zero grads, ``after_step``.
+    Called in this order each step: forward, backward (with gradient accumulation: forward and
+    backward of every micro-batch), (fp16: unscale), ``after_backward``, clip, optimizer step,
+    scheduler step, zero grads, ``after_step``.
     """
 
     def on_train_start(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -217,7 +223,7 @@ def fit(model: nn.Module, train_loader, dev_loader, config: TrainConfig, task: s
         generator.manual_seed(config.seed)
     model.to(dev)
 
-    steps_per_epoch = len(train_loader)
+    steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum_steps)
     total = steps_per_epoch * config.epochs
     total = min(total, config.max_steps) if config.max_steps else total
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
@@ -235,8 +241,11 @@ def fit(model: nn.Module, train_loader, dev_loader, config: TrainConfig, task: s
     step = 0
     model.train()
     for epoch in range(1, config.epochs + 1):
-        for batch in train_loader:
-            loss = _train_step(model, batch, dev, config, optimizer, scheduler, scaler,
+        sampler = getattr(train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new shuffle every epoch
+            sampler.set_epoch(epoch - 1)
+        for batches in _micro_batches(train_loader, config.grad_accum_steps):
+            loss = _train_step(model, batches, dev, config, optimizer, scheduler, scaler,
                                trainable, hooks)
             step += 1
             history.train_loss.append(loss)
@@ -274,17 +283,44 @@ def fit(model: nn.Module, train_loader, dev_loader, config: TrainConfig, task: s
     return history
 
 
-def _train_step(model, batch, dev, config, optimizer, scheduler, scaler, trainable, hooks):
-    """One optimizer step on one batch; returns the batch loss as a float."""
-    check_batch(batch, model)
-    batch = {k: v.to(dev) for k, v in batch.items()}
-    with autocast_context(dev, config.precision):
-        loss = model(**batch).loss
-    if scaler is not None:  # CUDA path: fp16 gradients would underflow without loss scaling
-        scaler.scale(loss).backward()
+def _micro_batches(loader, k: int):
+    """Lists of ``k`` consecutive batches (the last list of an epoch may be shorter)."""
+    group = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == k:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _train_step(model, batches, dev, config, optimizer, scheduler, scaler, trainable, hooks):
+    """One optimizer step on a list of micro-batches (one batch without accumulation); returns
+    the loss of all of them together as a float.
+
+    With several micro-batches each loss is weighted by its share of the labels before its
+    backward, so the summed gradient is the gradient of the mean loss over all of them: the
+    gradient one big batch would give. A DDP model skips its all-reduce (``no_sync``) on all but
+    the last micro-batch."""
+    counts = [int((b["labels"] != IGNORE_INDEX).sum()) for b in batches] if len(batches) > 1 else [1]
+    total = 0.0
+    for i, batch in enumerate(batches):
+        check_batch(batch, model)
+        batch = {k: v.to(dev) for k, v in batch.items()}
+        last = i == len(batches) - 1
+        with (nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()):
+            with autocast_context(dev, config.precision):
+                loss = model(**batch).loss
+            if len(batches) > 1:
+                loss = loss * (counts[i] / max(sum(counts), 1))
+            if scaler is not None:  # CUDA path: fp16 gradients would underflow without loss scaling
+                scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        total += float(loss.detach())
+    if scaler is not None:  # CUDA path
         scaler.unscale_(optimizer)
-    else:
-        loss.backward()
     for hook in hooks:
         hook.after_backward(model)
     torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
@@ -297,7 +333,7 @@ def _train_step(model, batch, dev, config, optimizer, scheduler, scaler, trainab
     optimizer.zero_grad(set_to_none=True)
     for hook in hooks:
         hook.after_step(model)
-    return float(loss.detach())
+    return total
 
 
 def _log_eval(history, step, epoch, metrics, hooks, bar) -> None:

@@ -20,6 +20,17 @@ def test_every_chapter_has_a_measured_cold_time():
     assert COSTS["total_seconds"] == pytest.approx(sum(COSTS["seconds"].values()), abs=1)
 
 
+def test_every_chapter_says_which_run_measured_it():
+    assert sorted(COSTS["sources"]) == CHAPTERS
+    assert all(isinstance(how, str) and how for how in COSTS["sources"].values())
+
+
+def test_record_writes_a_source_per_chapter(tmp_path):
+    entry = book_costs.record({"ch00_setup": 15.0, "ch01_cross_entropy": 60.0}, tmp_path / "c.json", "note")
+    assert sorted(entry["sources"]) == ["ch00_setup", "ch01_cross_entropy"]
+    assert entry["total_seconds"] == 75.0
+
+
 def test_the_cold_book_fits_the_budget():
     assert COSTS["total_seconds"] <= 90 * 60, "a cold full-profile book must build in 90 minutes on 2 cores"
 

@@ -262,6 +262,22 @@ def test_baseline_trains_once_then_loads_from_cache(tmp_path, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
+def test_seed_style_ner_model_is_cached_apart_from_the_aligned_baseline(tmp_path, monkeypatch):
+    """The seed article's labels are part of the run's key: the two NER models never share a
+    checkpoint, and the seed-style one is scored on every position (labels never -100)."""
+    from effkit import baselines, recipes
+
+    monkeypatch.setenv("EFFKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(recipes, "data_sizes", lambda task: {"train": 8, "dev": 8, "test": 8})
+    config = TrainConfig(epochs=1, batch_size=8, max_length=24, max_steps=1)
+    _, tok, seed = baselines.ner_seed_style_model(config, progress=False)
+    _, _, aligned = baselines.ner_baseline(config, progress=False)
+    assert not seed["from_cache"] and not aligned["from_cache"]          # two runs, two keys
+    assert baselines.ner_seed_style_model(config, progress=False)[2]["from_cache"]
+    batch = next(iter(baselines.ner_seed_style_loaders(tok, config)["test"]))
+    assert batch["labels"].shape[1] == 24 and bool((batch["labels"] >= 0).all())
+
+
 def test_bf16_autocast_trains_on_cpu():
     history = train.fit(Tiny(), tiny_loader(), None, TrainConfig(lr=1e-2, epochs=1, precision="bf16"),
                         **quiet())
@@ -277,3 +293,72 @@ def test_fit_on_cuda_in_each_precision(precision):  # CUDA path
     assert next(model.parameters()).device.type == "cuda"
     assert history.steps == 16 and all(torch.isfinite(torch.tensor(history.train_loss)))
     assert model.head.weight.dtype == torch.float32  # autocast keeps fp32 master weights
+
+
+# ---------------------------------------------------------------- gradient accumulation (chapter 07)
+def test_grad_accum_steps_is_an_added_field_that_keeps_existing_cache_keys():
+    """At its default (1) the new field is left out of the key: every cached run keeps its key."""
+    before = {"schema": 1, "lr": 5e-5, "weight_decay": 0.01, "epochs": 3, "batch_size": 32,
+              "max_length": 64, "warmup_ratio": 0.1, "max_grad_norm": 1.0, "patience": 2, "seed": 0,
+              "precision": "fp32", "max_steps": None, "eval_every": None}
+    assert TrainConfig().cache_fields() == before
+    assert TrainConfig(grad_accum_steps=4).cache_fields() == {**before, "grad_accum_steps": 4}
+    with pytest.raises(ValueError, match="grad_accum_steps must be an int >= 1"):
+        TrainConfig(grad_accum_steps=0)
+
+
+def _accumulation_runs(micro, k, steps=3, n=48):
+    """(big-batch run, accumulated run): params and history, on the tiny model without dropout."""
+    out = []
+    for batch_size, accum in ((micro * k, 1), (micro, k)):
+        torch.manual_seed(0)
+        model = Tiny()
+        model.dropout.p = 0.0            # dropout draws different masks per micro-batch
+        history = train.fit(model, tiny_loader(n=n, batch_size=batch_size), None,
+                            TrainConfig(lr=1e-2, epochs=1, max_steps=steps, grad_accum_steps=accum),
+                            **quiet())
+        out.append((model, history))
+    return out
+
+
+@pytest.mark.parametrize("micro, k", [(4, 2), (2, 4), (3, 3)])
+def test_k_micro_batches_equal_one_batch_k_times_larger(micro, k):
+    (big, h_big), (acc, h_acc) = _accumulation_runs(micro, k)
+    assert h_big.steps == h_acc.steps == 3
+    assert h_acc.train_loss == pytest.approx(h_big.train_loss, rel=1e-5)
+    for a, b in zip(big.parameters(), acc.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_accumulation_weights_micro_batches_by_their_labels():
+    """A last micro-batch of 2 examples after one of 4 must weigh 2/6, not 1/2 (token tasks count
+    labelled tokens the same way)."""
+    (big, h_big), (acc, h_acc) = _accumulation_runs(micro=4, k=2, steps=1, n=6)
+    assert h_acc.train_loss == pytest.approx(h_big.train_loss, rel=1e-5)
+    for a, b in zip(big.parameters(), acc.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_accumulation_counts_optimizer_steps_and_calls_hooks_once_per_step():
+    hook = Counter()
+    history = train.fit(Tiny(), tiny_loader(n=32, batch_size=4), None,
+                        TrainConfig(epochs=2, grad_accum_steps=3), hooks=[hook], **quiet())
+    assert history.steps == 2 * 3 == hook.calls["backward"] == hook.calls["step"]  # ceil(8 / 3) per epoch
+
+
+def test_accumulation_on_minilm_equals_the_large_batch(sentiment_bits):
+    train_enc, _ = sentiment_bits
+    runs = []
+    for batch_size, accum in ((8, 1), (4, 2)):
+        ek.seed_everything(0)
+        model, _ = ek.models.load_encoder("sequence", 2)
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+        config = TrainConfig(lr=5e-5, epochs=1, batch_size=batch_size, max_length=32, max_steps=2,
+                             grad_accum_steps=accum)
+        h = train.fit(model, batching.make_loader(train_enc, batch_size, True, 0), None, config, **quiet())
+        runs.append((h.train_loss, torch.cat([p.detach().flatten() for p in model.parameters()])))
+    (loss_a, p_a), (loss_b, p_b) = runs
+    assert loss_b == pytest.approx(loss_a, rel=1e-4)
+    assert (p_a - p_b).abs().max() < 1e-5

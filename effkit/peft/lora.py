@@ -23,6 +23,14 @@ from ..compare import register
 from ..files import atomic_path
 from ..targets import as_patterns, find_modules, replace_module, set_trainable
 
+# Where LoRA goes, as ``targets`` (peft's target_modules rules: an exact name, a dotted suffix or
+# a full-match regular expression). The LoRA paper adapted query and value; the QLoRA paper found
+# that adapting every linear layer is what matches full fine-tuning. In a BERT block the
+# feed-forward layers hold two thirds of the weights.
+QUERY_VALUE = ("query", "value")
+ATTENTION = ("query", "key", "value", "attention.output.dense")
+FEED_FORWARD = ("intermediate.dense", r".*layer\.\d+\.output\.dense")   # not attention.output.dense
+
 
 # ---------------------------------------------------------------- the layer
 class LoRALinear(nn.Module):

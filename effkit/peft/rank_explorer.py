@@ -17,15 +17,14 @@ from ..compare import train_and_measure
 from ..measure import count_parameters, tensor_bytes
 from ..targets import find_modules
 from ..ui import figure_widget, format_bytes, has_anywidget, show_in, sync_widget_state
-from .lora import lora_parameter_count
+from .lora import ATTENTION, FEED_FORWARD, QUERY_VALUE, lora_parameter_count
 
 RANKS = (1, 2, 4, 8, 16, 32, 64)
 # Where LoRA goes: the original paper's choice, every attention projection, and everything.
 LORA_TARGETS = {
-    "query, value": ("query", "value"),
-    "all attention": ("query", "key", "value", "attention.output.dense"),
-    "attention + feed-forward": ("query", "key", "value", "attention.output.dense",
-                                 "intermediate.dense", r".*layer\.\d+\.output\.dense"),
+    "query, value": QUERY_VALUE,
+    "all attention": ATTENTION,
+    "attention + feed-forward": ATTENTION + FEED_FORWARD,
 }
 BUDGET_PARTS = ("weights", "gradients", "optimizer_state", "adapter_file")
 MIB = 2 ** 20

@@ -50,12 +50,15 @@ def table(seconds: dict[str, float]) -> str:
 
 
 def record(seconds: dict[str, float], path, note: str) -> dict:
-    """Write the measured times with where they come from (machine, commit, note)."""
+    """Write the measured times with where they come from (machine, commit, note). ``sources``
+    says, per chapter, which run measured it; a later partial re-measure (one chapter run cold
+    through nbmake with chapter 02's baselines cached) edits that chapter's entry and source."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=Path(path).resolve().parent).stdout.strip()
     entry = {"profile": "full", "cold": True, "machine": f"{platform.machine()}, "
              f"{_cpu_count()} CPU cores, no GPU", "commit": commit or None, "note": note,
              "seconds": {name: round(s, 1) for name, s in seconds.items()},
+             "sources": {name: f"cold jupyter-book build of {commit}" for name in seconds},
              "total_seconds": round(sum(seconds.values()), 1)}
     atomic_write_json(Path(path), entry)
     return entry

@@ -93,8 +93,8 @@ def test_page_loads_cleanly_with_math_and_figures(site, browser, shots, name):
     page.close()
 
 
-SLIDER_PAGES = [p for p in toc_pages() if "bits_slider_figure" in (ROOT / "book" / f"{p}.md").read_text()
-                or "rank_slider_figure" in (ROOT / "book" / f"{p}.md").read_text()]
+SLIDER_FIGURES = ("bits_slider_figure", "rank_slider_figure", "sparsity_slider_figure")
+SLIDER_PAGES = [p for p in toc_pages() if any(f in (ROOT / "book" / f"{p}.md").read_text() for f in SLIDER_FIGURES)]
 
 STATE = """gd => ({data: gd.data.map(t => ({x: t.x, y: t.y, text: t.text, name: t.name})),
                   title: gd.layout.title.text, shown: (gd.querySelector('.gtitle') || {}).textContent || '',

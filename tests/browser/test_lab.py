@@ -2,7 +2,8 @@
 
 * Chapters 04 and 06 open from their Jupytext ``.md`` files as notebooks, by double-click in the
   file browser and by their /lab/tree URL (the default viewer `make lab` ships).
-* The live explorers, opened by the chapters' own explorer cells (after the few setup lines those
+* The live explorers (chapter 04's ranks, chapter 06's bits, chapter 05's sparsity), opened by the
+  chapters' own explorer cells (after the few setup lines those
   cells need, the chapters' own calls), respond to their controls: the memory and accuracy they
   display change. After a page reload (the kernel still running), each is still drawn as built
   (title, axes, bars) and still responds. Running the whole chapters here would repeat what
@@ -22,7 +23,7 @@ import pytest
 from browserkit import ROOT, PageWatch
 from lab import Lab, drag_slider, errors_in, kernel_idle, menu, open_notebook, run_all
 
-CH04, CH06 = "ch04_lora_peft", "ch06_quantization"
+CH04, CH05, CH06 = "ch04_lora_peft", "ch05_pruning", "ch06_quantization"
 # Lab's own console noise that says nothing about effkit. Keep empty unless there is no other way.
 KNOWN = ()
 
@@ -34,6 +35,7 @@ def lab(tmp_path_factory, shots):
     for ch in (CH04, CH06):
         shutil.copy(ROOT / "book" / f"{ch}.md", root / "book")
     nbformat.write(explorer_notebook(), root / "explorers.ipynb")
+    nbformat.write(sparsity_notebook(), root / "sparsity.ipynb")
     server = Lab(root, shots / "jupyterlab.log")
     yield server
     server.close()
@@ -266,5 +268,85 @@ def test_live_explorers_respond_and_survive_a_reload(lab, page, shots):
     bits_out.screenshot(path=shots / "lab_bits_explorer_after_reload.png")
     bits_out.locator("select").first.select_option("affine")                    # back to RTN int2
     _assert_bits_drawn(_wait_drawn(page, bits_fig, lambda d: d["title"].startswith("RTN int2")), "RTN int2")
+    assert errors_in(panel) == []
+    watch.check()
+
+
+# ---------------------------------------------------------------- chapter 05's sparsity explorer
+def sparsity_notebook():
+    """Chapter 05's setup lines for its explorer (the classifier, the test subset, the cached
+    sweep), then the chapter's explorer cell."""
+    cells = [
+        "import effkit as ek\nek.plots.init()\nfrom effkit import baselines, batching, cache, recipes\n"
+        "from effkit.prune import sparsity_explorer, sweeps",
+        "model, tokenizer, base_metrics = ek.baselines.sentiment_baseline(progress=False)\nmodel.eval()\n"
+        "start = 'sentiment-baseline-' + cache.config_key(baselines.baseline_key('sequence'))[:12]\n"
+        "config02 = recipes.baseline('sequence')\nsplits = ek.data.load_sentiment()\n"
+        "sweep_size = ek.pick(fast=32, full=256)\n"
+        "sweep_loader = batching.make_loader(batching.encode_sentiment(splits.test.take(sweep_size, seed=0), "
+        "tokenizer, config02.max_length), config02.batch_size)\n"
+        "sweep_data = {'split': 'test', 'size': sweep_size, 'seed': 0, 'max_length': config02.max_length}\n"
+        "sweep = sweeps.magnitude_sweep(model, sweep_loader, ek.pick(fast=(0.0, 0.5, 0.9), "
+        "full=(0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)), start=start, data=sweep_data, progress=False)",
+        _explorer_cell(CH05, "sparsity_explorer("),
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    return nb
+
+
+def _assert_sparsity_drawn(d: dict, title_start: str) -> None:
+    assert d["title"].startswith(title_start), d["title"]
+    assert [s.split()[-1] for s in d["subplots"]][:3] == ["xy", "x2y2", "x3y3"], d["subplots"]
+    assert d["bars"] == 2 and len(d["barLabels"][0]) == 4 and all(d["barLabels"][0]), d["barLabels"]
+    assert len(d["data"][2]["y"]) == 36, "one sparsity bar per pruned matrix"
+
+
+def test_sparsity_explorer_responds_and_survives_a_reload(lab, page, shots):
+    watch = PageWatch(page, allow=KNOWN)
+    page.goto(lab.tree("sparsity.ipynb", workspace="sparsity"))
+    panel = open_notebook(page)
+    run_all(page, panel)
+    assert errors_in(panel) == []
+    out = panel.locator(".jp-CodeCell").nth(2).locator(".jp-Cell-outputArea")
+    fig = _figure(out)
+    fig.wait_for(timeout=60_000)
+    fig.scroll_into_view_if_needed()
+    first = _drawn(fig)
+    _assert_sparsity_drawn(first, "global magnitude pruning at 50%")
+
+    drag_slider(page, out.locator(".widget-slider, .jupyter-widget-slider").first, 18 / 19)   # 90%
+    readout = out.locator(".widget-readout").first
+    moved = _wait_drawn(page, fig, lambda d: d["title"].startswith(
+        f"global magnitude pruning at {readout.inner_text().strip()}") and not d["title"].startswith(
+        "global magnitude pruning at 50%"))
+    _assert_sparsity_drawn(moved, "global magnitude pruning at")
+    assert moved["barLabels"][0] != first["barLabels"][0], "the stored bytes did not change"
+    assert moved["data"][0]["x"] != first["data"][0]["x"], "the accuracy marker did not move"
+    out.locator("select").first.select_option("layer")
+    layer = _wait_drawn(page, fig, lambda d: d["title"].startswith("layer magnitude pruning"))
+    spread = layer["data"][2]["y"]
+    assert max(spread) - min(spread) < 1e-3, "layer scope: every matrix gets the same sparsity"
+
+    # ---- a reload: the explorer shows its last state and still responds
+    menu(page, "File", "docmanager:save")
+    page.wait_for_function("() => !document.querySelector('#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current.jp-mod-dirty')",
+                           timeout=30_000)
+    watch.check("before the reload")
+    page.reload()
+    watch.problems = [p for p in watch.problems if not p.startswith("request failed (net::ERR_ABORTED)")]
+    panel = open_notebook(page)
+    out = panel.locator(".jp-CodeCell").nth(2).locator(".jp-Cell-outputArea")
+    fig = _figure(out)
+    fig.wait_for(timeout=60_000)
+    fig.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    reloaded = _drawn(fig)
+    _assert_sparsity_drawn(reloaded, layer["title"])
+    assert out.locator("select").first.input_value() == "layer"
+    out.screenshot(path=shots / "lab_sparsity_explorer_after_reload.png")
+    drag_slider(page, out.locator(".widget-slider, .jupyter-widget-slider").first, 10 / 19)    # 50%
+    _assert_sparsity_drawn(_wait_drawn(page, fig, lambda d: d["title"].startswith("layer magnitude pruning at 50%")),
+                           "layer magnitude pruning at 50%")
     assert errors_in(panel) == []
     watch.check()
