@@ -68,7 +68,7 @@ lab: install
 	  $(PY) -m jupyter lab $(ROOT_FLAG) --notebook-dir=$(CURDIR)
 
 gpu-check: install
-	$(PY) -m pytest tests -m gpu -v
+	$(PY) -m pytest tests -m gpu -v -rs
 
 clean:
 	rm -rf build book/_build

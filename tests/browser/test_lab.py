@@ -88,7 +88,9 @@ def test_chapter_md_opens_as_a_notebook_from_its_url(lab, page):
 # ---------------------------------------------------------------- the live explorers
 def _explorer_cell(ch: str, call: str) -> str:
     """The chapter's own cell that opens its live explorer (tagged skip-execution for headless runs)."""
-    cells = [c.source for c in jupytext.read(ROOT / "book" / f"{ch}.md").cells
+    path = ROOT / "book" / f"{ch}.md"
+    path = path if path.exists() else ROOT / "drafts" / f"{ch}.md"   # a chapter not in the book yet
+    cells = [c.source for c in jupytext.read(path).cells
              if "skip-execution" in c.metadata.get("tags", []) and call in c.source]
     assert len(cells) == 1, f"{ch}.md should have one cell that opens {call}"
     return cells[0]
@@ -286,7 +288,7 @@ def sparsity_notebook():
         "sweep_loader = batching.make_loader(batching.encode_sentiment(splits.test.take(sweep_size, seed=0), "
         "tokenizer, config02.max_length), config02.batch_size)\n"
         "sweep_data = {'split': 'test', 'size': sweep_size, 'seed': 0, 'max_length': config02.max_length}\n"
-        "sweep = sweeps.magnitude_sweep(model, sweep_loader, ek.pick(fast=(0.0, 0.5, 0.9), "
+        "sweep = sweeps.magnitude_sweep(model, sweep_loader, ek.pick(fast=(0.0, 0.5, 0.7), "
         "full=(0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)), start=start, data=sweep_data, progress=False)",
         _explorer_cell(CH05, "sparsity_explorer("),
     ]
