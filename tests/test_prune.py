@@ -15,13 +15,6 @@ from effkit.train import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    ek.seed_everything(0)
-    model, tokenizer = ek.models.load_encoder("sequence", 2)
-    return model.eval(), tokenizer
-
-
-@pytest.fixture(scope="module")
 def tiny_loader(encoder):
     split = ek.data.load_sentiment().dev.take(16, seed=0)
     return batching.make_loader(batching.encode_sentiment(split, encoder[1], 32), 8)

@@ -14,14 +14,6 @@ from effkit import quant as Q
 
 # ---------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def encoder():
-    """The real MiniLM with a sentiment head (seeded), in eval mode."""
-    ek.seed_everything(0)
-    model, tokenizer = ek.models.load_encoder("sequence", 2)
-    return model.eval(), tokenizer
-
-
-@pytest.fixture(scope="module")
 def linear_weights(encoder):
     model, _ = encoder
     return {n: m.weight.detach().clone() for n, m in model.named_modules()

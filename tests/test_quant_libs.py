@@ -17,13 +17,6 @@ bnb_functional = pytest.importorskip("bitsandbytes.functional")
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    ek.seed_everything(0)
-    model, tokenizer = ek.models.load_encoder("sequence", 2)
-    return model.eval(), tokenizer
-
-
-@pytest.fixture(scope="module")
 def real_weights(encoder):
     """The Linear weights of the first and last encoder layer, and the position embeddings."""
     model, _ = encoder
